@@ -1,0 +1,7 @@
+"""Centrali auth: authorization server, workspace API and Python client."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]

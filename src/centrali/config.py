@@ -1,0 +1,46 @@
+"""Settings: one typed object, read from ``CENTRALI_*`` environment variables or CLI flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, PrivateAttr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything the server and the admin CLI need to know, with its default."""
+
+    model_config = SettingsConfigDict(env_prefix="CENTRALI_", extra="ignore", frozen=True)
+
+    data_dir: Path = Field(Path(".centrali"), description="Where the embedded SQLite file lives")
+    database_url: str = Field("", description="SQLAlchemy URL; default: SQLite under data_dir")
+    host: str = Field("127.0.0.1", description="Address `serve` binds")
+    port: int = Field(8000, ge=0, le=65535, description="Port `serve` binds")
+    workers: int = Field(1, ge=1, le=64, description="Worker processes of `serve`")
+    issuer: str = Field("", description="`iss` claim; default http://127.0.0.1:<port>")
+    audience: str = Field("", description="`aud` claim; default: the issuer")
+    token_ttl: int = Field(25200, ge=60, le=86400 * 30, description="Access-token lifetime (s)")
+    max_body_bytes: int = Field(64 * 1024, ge=1024, description="Largest request body accepted")
+    log_level: str = Field("info", description="uvicorn/python log level")
+
+    # True when the issuer was configured rather than derived from the port.
+    _issuer_configured: bool = PrivateAttr(False)
+
+    @model_validator(mode="after")
+    def _derive(self) -> Settings:
+        self._issuer_configured = bool(self.issuer)
+        # Derived values are set in one place; the model is frozen, hence object.__setattr__.
+        if not self.database_url:
+            path = (self.data_dir / "centrali.db").resolve()
+            object.__setattr__(self, "database_url", f"sqlite:///{path}")
+        if not self.issuer:
+            object.__setattr__(self, "issuer", f"http://127.0.0.1:{self.port}")
+        object.__setattr__(self, "issuer", self.issuer.rstrip("/"))
+        if not self.audience:
+            object.__setattr__(self, "audience", self.issuer)
+        return self
+
+    @property
+    def issuer_configured(self) -> bool:
+        return self._issuer_configured

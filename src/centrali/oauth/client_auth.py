@@ -1,0 +1,79 @@
+"""Client authentication at the token endpoint (RFC 6749 §2.3.1): client_secret_basic and
+client_secret_post, never both in one request."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import unquote_plus
+
+from centrali.oauth.credentials import verify_secret
+from centrali.oauth.errors import InvalidClientError, InvalidRequestError
+from centrali.oauth.ports import ClientRecord, ClientStore
+
+BASIC = "client_secret_basic"
+POST = "client_secret_post"
+AUTH_METHODS = (BASIC, POST)
+_MAX_CREDENTIAL_LEN = 512
+
+
+@dataclass(frozen=True, slots=True)
+class ClientCredentials:
+    client_id: str
+    client_secret: str
+    method: str
+
+
+def extract_client_credentials(
+    form: Mapping[str, str], authorization: str | None
+) -> ClientCredentials:
+    """Find the credentials in the Authorization header or the form, not both."""
+    basic = _parse_basic(authorization)
+    body_id, body_secret = form.get("client_id"), form.get("client_secret")
+    if basic is not None:
+        # §2.3: one method per request; a body client_id may only repeat the Basic one.
+        if body_secret is not None or (body_id is not None and body_id != basic[0]):
+            raise InvalidRequestError("Client credentials given by more than one method")
+        return ClientCredentials(basic[0], basic[1], BASIC)
+    if body_id is None or body_secret is None:
+        raise InvalidClientError(detail="no client authentication")
+    return ClientCredentials(body_id, body_secret, POST)
+
+
+def _parse_basic(authorization: str | None) -> tuple[str, str] | None:
+    if not authorization:
+        return None
+    scheme, _, value = authorization.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise InvalidRequestError("Malformed HTTP Basic credentials") from exc
+    client_id, sep, secret = decoded.partition(":")
+    if not sep:
+        raise InvalidRequestError("Malformed HTTP Basic credentials")
+    # §2.3.1: id and secret are form-urlencoded before Basic encoding.
+    client_id, secret = unquote_plus(client_id), unquote_plus(secret)
+    if not client_id or not secret:
+        raise InvalidClientError(detail="empty basic credentials", basic=True)
+    return client_id, secret
+
+
+def authenticate_client(creds: ClientCredentials, store: ClientStore) -> ClientRecord:
+    """The authenticated client, or InvalidClientError after the same work in every case."""
+    basic = creds.method == BASIC
+    record = None
+    if len(creds.client_id) <= _MAX_CREDENTIAL_LEN:
+        record = store.find_client(creds.client_id)
+    secret = creds.client_secret[:_MAX_CREDENTIAL_LEN]
+    secret_ok = verify_secret(secret, record.secret_hash if record is not None else None)
+    if record is None:
+        raise InvalidClientError(detail="unknown client", basic=basic)
+    if not secret_ok or len(creds.client_secret) > _MAX_CREDENTIAL_LEN:
+        raise InvalidClientError(detail="wrong secret", basic=basic)
+    if not record.active:
+        raise InvalidClientError(detail="client not active", basic=basic)
+    return record

@@ -1,0 +1,1 @@
+"""Workspace use cases; each public function owns one transaction."""

@@ -1,0 +1,111 @@
+"""Who is calling the workspace API: token checks in one place, in a fixed order.
+
+1. signature (our keys, RS256 only), ``typ``, ``iss``, ``aud``, ``exp``, required claims → 401
+2. the token's workspace equals the path's → else 403 (before the workspace is looked up)
+3. the account behind it: a service account neither revoked, deleted, nor revoked after
+   this token was issued → else 401 ``token_revoked``; a user still a member → else 403
+4. permissions from the groups both named in the token and still held in the store
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from centrali.oauth.keys import KeySet
+from centrali.oauth.tokens import (
+    InvalidTokenError,
+    TokenExpiredError,
+    VerifiedToken,
+    verify_access_token,
+)
+from centrali.services.context import Principal
+from centrali.services.errors import (
+    ForbiddenError,
+    NotFoundError,
+    TokenExpiredApiError,
+    TokenRevokedError,
+    UnauthorizedError,
+)
+from centrali.store import repositories as repo
+from centrali.store.db import Database
+
+_MAX_TOKEN_LEN = 8192
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPolicy:
+    keys: KeySet
+    issuer: str
+    audience: str
+
+
+def bearer_token(authorization: str | None) -> str:
+    """The token of an ``Authorization: Bearer`` header (RFC 6750 §2.1)."""
+    if not authorization:
+        raise UnauthorizedError()
+    scheme, _, token = authorization.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or len(token) > _MAX_TOKEN_LEN or " " in token:
+        raise UnauthorizedError()
+    return token
+
+
+def verify(token: str, policy: TokenPolicy, now: float) -> VerifiedToken:
+    try:
+        return verify_access_token(
+            token, keys=policy.keys, issuer=policy.issuer, audience=policy.audience, now=now
+        )
+    except TokenExpiredError as exc:
+        raise TokenExpiredApiError() from exc
+    except InvalidTokenError as exc:
+        raise UnauthorizedError() from exc
+
+
+def authenticate(
+    db: Database, *, authorization: str | None, workspace_slug: str, policy: TokenPolicy, now: float
+) -> Principal:
+    """The principal behind a bearer token, for a request to ``workspace_slug``."""
+    token = verify(bearer_token(authorization), policy, now)
+    if token.workspace != workspace_slug:
+        raise ForbiddenError("Forbidden: token belongs to another workspace")
+    with db.read() as session:
+        if token.is_service_account:
+            found = repo.service_account_grants(session, client_id=token.subject)
+            if found is None:
+                raise TokenRevokedError()
+            account, slug, grants = found
+            if (
+                account.status != "active"
+                or slug != workspace_slug
+                or token.issued_at < account.tokens_valid_after
+            ):
+                raise TokenRevokedError()
+        else:
+            if repo.get_workspace(session, slug=workspace_slug) is None:
+                raise NotFoundError("Workspace not found")
+            member, grants = repo.user_grants(
+                session, subject=token.subject, workspace_slug=workspace_slug
+            )
+            if not member:
+                raise ForbiddenError("Forbidden: not a member of this workspace")
+    # A group removed since the token was issued no longer counts; one added needs a new token.
+    groups = tuple(g for g in token.groups if g in grants)
+    permissions = frozenset(p for g in groups for p in grants[g])
+    return Principal(
+        subject=token.subject,
+        workspace=workspace_slug,
+        is_service_account=token.is_service_account,
+        groups=groups,
+        permissions=permissions,
+        client_id=token.client_id,
+    )
+
+
+def require_permission(principal: Principal, permission: str) -> None:
+    if permission not in principal.permissions:
+        raise ForbiddenError(f"Forbidden: missing permission {permission}")
+
+
+def require_user(principal: Principal) -> None:
+    if principal.is_service_account:
+        raise ForbiddenError("Forbidden: service accounts cannot manage service accounts")

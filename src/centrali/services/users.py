@@ -1,0 +1,141 @@
+"""Users, their membership of workspaces, and user access tokens."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from centrali.oauth.keys import KeySet
+from centrali.oauth.tokens import IssuedToken, TokenSubject, issue_access_token
+from centrali.services.context import utcnow
+from centrali.services.errors import ConflictError, InvalidBodyError, NotFoundError
+from centrali.services.validation import normalize_email
+from centrali.services.workspaces import require_workspace
+from centrali.store import repositories as repo
+from centrali.store.db import Database
+from centrali.store.tables import Membership, MembershipGroup, User
+
+CLI_CLIENT_ID = "centrali-cli"
+
+
+@dataclass(frozen=True, slots=True)
+class UserView:
+    subject: str
+    email: str
+    workspace: str
+    groups: tuple[str, ...]
+
+
+def create_user(
+    db: Database, *, email: str, workspace_slug: str, groups: Sequence[str] = ()
+) -> UserView:
+    """A new user, member of one workspace, in the given groups (none when empty)."""
+    email = normalize_email(email)
+    try:
+        with db.write() as session:
+            workspace = require_workspace(session, workspace_slug)
+            if repo.get_user_by_email(session, email=email) is not None:
+                raise ConflictError(f"user {email!r} already exists")
+            found = repo.get_groups_by_name(session, workspace_id=workspace.id, names=groups)
+            unknown = sorted(set(groups) - found.keys())
+            if unknown:
+                raise InvalidBodyError(f"unknown group: {unknown[0]!r}", field="groups")
+            now = utcnow()
+            user = User(subject=str(uuid.uuid4()), email=email, created_at=now)
+            session.add(user)
+            session.flush()
+            _join(
+                session,
+                workspace_id=workspace.id,
+                user_id=user.id,
+                group_ids=[g.id for g in found.values()],
+            )
+            return UserView(user.subject, email, workspace.slug, tuple(sorted(found)))
+    except IntegrityError as exc:
+        raise ConflictError(f"user {email!r} already exists") from exc
+
+
+def add_member(
+    db: Database, *, email: str, workspace_slug: str, groups: Sequence[str] = ()
+) -> UserView:
+    """Make an existing user a member of a workspace (idempotent), adding groups."""
+    email = normalize_email(email)
+    with db.write() as session:
+        workspace = require_workspace(session, workspace_slug)
+        user = repo.get_user_by_email(session, email=email)
+        if user is None:
+            raise NotFoundError(f"user {email!r} not found")
+        found = repo.get_groups_by_name(session, workspace_id=workspace.id, names=groups)
+        unknown = sorted(set(groups) - found.keys())
+        if unknown:
+            raise InvalidBodyError(f"unknown group: {unknown[0]!r}", field="groups")
+        membership = repo.get_membership(session, workspace_id=workspace.id, user_id=user.id)
+        if membership is None:
+            _join(
+                session,
+                workspace_id=workspace.id,
+                user_id=user.id,
+                group_ids=[g.id for g in found.values()],
+            )
+        else:
+            have = set(repo.membership_group_names(session, membership_id=membership.id))
+            session.add_all(
+                MembershipGroup(membership_id=membership.id, group_id=g.id)
+                for name, g in found.items()
+                if name not in have
+            )
+        session.flush()
+        membership = repo.get_membership(session, workspace_id=workspace.id, user_id=user.id)
+        assert membership is not None
+        names = repo.membership_group_names(session, membership_id=membership.id)
+        return UserView(user.subject, email, workspace.slug, tuple(names))
+
+
+def _join(session: Session, *, workspace_id: int, user_id: int, group_ids: list[int]) -> None:
+    membership = Membership(workspace_id=workspace_id, user_id=user_id, created_at=utcnow())
+    session.add(membership)
+    session.flush()
+    session.add_all(MembershipGroup(membership_id=membership.id, group_id=g) for g in group_ids)
+
+
+def get_member(db: Database, *, email: str, workspace_slug: str) -> UserView:
+    email = normalize_email(email)
+    with db.read() as session:
+        workspace = require_workspace(session, workspace_slug)
+        user = repo.get_user_by_email(session, email=email)
+        membership = (
+            None
+            if user is None
+            else repo.get_membership(session, workspace_id=workspace.id, user_id=user.id)
+        )
+        if user is None or membership is None:
+            raise NotFoundError(f"user {email!r} is not a member of workspace {workspace_slug!r}")
+        names = repo.membership_group_names(session, membership_id=membership.id)
+        return UserView(user.subject, user.email, workspace.slug, tuple(names))
+
+
+def issue_user_token(
+    user: UserView,
+    *,
+    keys: KeySet,
+    issuer: str,
+    audience: str,
+    ttl: int,
+    now: float,
+    client_id: str = CLI_CLIENT_ID,
+    scope: str = "openid",
+) -> IssuedToken:
+    """A user access token: the same minting code as service-account tokens."""
+    who = TokenSubject(
+        subject=user.subject,
+        client_id=client_id,
+        workspace=user.workspace,
+        is_service_account=False,
+        groups=user.groups,
+        scope=scope,
+    )
+    return issue_access_token(who, keys=keys, issuer=issuer, audience=audience, ttl=ttl, now=now)

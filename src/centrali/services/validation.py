@@ -1,0 +1,79 @@
+"""Shared input rules: slugs, emails, lengths, pages."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from centrali.services.errors import InvalidBodyError
+
+SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s.]{1,63}$")
+GROUP_NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9_.-]{0,62}[a-z0-9])?$")
+NAME_MAX = 200
+DESCRIPTION_MAX = 2000
+PAGE_LIMIT_DEFAULT = 20
+PAGE_LIMIT_MAX = 100
+
+
+def check_slug(slug: str, what: str = "slug") -> str:
+    if not SLUG_RE.match(slug):
+        raise InvalidBodyError(
+            f"{what} must be 1-64 lowercase letters, digits or '-', "
+            "starting and ending with a letter or digit",
+            field=what,
+        )
+    return slug
+
+
+def normalize_email(email: str) -> str:
+    email = email.strip().lower()
+    if len(email) > 320 or not EMAIL_RE.match(email):
+        raise InvalidBodyError(f"malformed email address: {email!r}", field="email")
+    return email
+
+
+def check_name(name: str, field: str = "name") -> str:
+    name = name.strip()
+    if not name:
+        raise InvalidBodyError(f"{field} must not be empty", field=field)
+    if len(name) > NAME_MAX:
+        raise InvalidBodyError(f"{field} must be at most {NAME_MAX} characters", field=field)
+    return name
+
+
+def check_description(description: str | None) -> str | None:
+    if description is None:
+        return None
+    if len(description) > DESCRIPTION_MAX:
+        raise InvalidBodyError(
+            f"description must be at most {DESCRIPTION_MAX} characters", field="description"
+        )
+    return description
+
+
+@dataclass(frozen=True, slots=True)
+class PageRequest:
+    page: int = 1
+    limit: int = PAGE_LIMIT_DEFAULT
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.limit
+
+    @classmethod
+    def parse(cls, page: str | None, limit: str | None) -> PageRequest:
+        """From query strings; 400 for a non-integer or out-of-range value."""
+        return cls(
+            page=_parse_int(page, "page", 1, 1, 10_000_000),
+            limit=_parse_int(limit, "limit", PAGE_LIMIT_DEFAULT, 1, PAGE_LIMIT_MAX),
+        )
+
+
+def _parse_int(raw: str | None, name: str, default: int, low: int, high: int) -> int:
+    if raw is None:
+        return default
+    raw = raw.strip()
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 9 or not low <= int(raw) <= high:
+        raise InvalidBodyError(f"{name} must be an integer from {low} to {high}", field=name)
+    return int(raw)

@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy 2 tables, engine and repositories, Alembic migrations."""

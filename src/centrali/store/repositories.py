@@ -1,0 +1,238 @@
+"""Repositories: queries by purpose. They take a Session, never commit, return rows or None."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from sqlalchemy import Select, delete, func, select
+from sqlalchemy.orm import Session
+
+from centrali.store.tables import (
+    AuditEvent,
+    Group,
+    GroupPermission,
+    Membership,
+    MembershipGroup,
+    ServiceAccount,
+    ServiceAccountGroup,
+    ServerSetting,
+    SigningKeyRow,
+    User,
+    Workspace,
+)
+
+# --- workspaces, users, groups -------------------------------------------------------------
+
+
+def get_workspace(session: Session, *, slug: str) -> Workspace | None:
+    return session.scalars(select(Workspace).where(Workspace.slug == slug)).one_or_none()
+
+
+def get_user_by_email(session: Session, *, email: str) -> User | None:
+    return session.scalars(select(User).where(User.email == email)).one_or_none()
+
+
+def get_membership(session: Session, *, workspace_id: int, user_id: int) -> Membership | None:
+    stmt = select(Membership).where(
+        Membership.workspace_id == workspace_id, Membership.user_id == user_id
+    )
+    return session.scalars(stmt).one_or_none()
+
+
+def list_groups(session: Session, *, workspace_id: int) -> Sequence[Group]:
+    stmt = select(Group).where(Group.workspace_id == workspace_id).order_by(Group.name)
+    return session.scalars(stmt).all()
+
+
+def get_groups_by_name(
+    session: Session, *, workspace_id: int, names: Iterable[str]
+) -> dict[str, Group]:
+    names = list(names)
+    if not names:
+        return {}
+    stmt = select(Group).where(Group.workspace_id == workspace_id, Group.name.in_(names))
+    return {g.name: g for g in session.scalars(stmt)}
+
+
+def default_groups(session: Session, *, workspace_id: int) -> Sequence[Group]:
+    stmt = select(Group).where(Group.workspace_id == workspace_id, Group.is_default.is_(True))
+    return session.scalars(stmt.order_by(Group.name)).all()
+
+
+def membership_group_names(session: Session, *, membership_id: int) -> list[str]:
+    stmt = (
+        select(Group.name)
+        .join(MembershipGroup, MembershipGroup.group_id == Group.id)
+        .where(MembershipGroup.membership_id == membership_id)
+        .order_by(Group.name)
+    )
+    return list(session.scalars(stmt))
+
+
+def user_grants(
+    session: Session, *, subject: str, workspace_slug: str
+) -> tuple[bool, dict[str, set[str]]]:
+    """Whether the user is a member of the workspace, and its groups with their permissions."""
+    stmt = (
+        select(Membership.id, Group.name, GroupPermission.permission)
+        .join(User, User.id == Membership.user_id)
+        .join(Workspace, Workspace.id == Membership.workspace_id)
+        .outerjoin(MembershipGroup, MembershipGroup.membership_id == Membership.id)
+        .outerjoin(Group, Group.id == MembershipGroup.group_id)
+        .outerjoin(GroupPermission, GroupPermission.group_id == Group.id)
+        .where(User.subject == subject, Workspace.slug == workspace_slug)
+    )
+    member = False
+    grants: dict[str, set[str]] = {}
+    for _membership_id, group, permission in session.execute(stmt):
+        member = True
+        if group is not None:
+            perms = grants.setdefault(group, set())
+            if permission is not None:
+                perms.add(permission)
+    return member, grants
+
+
+# --- service accounts ----------------------------------------------------------------------
+
+
+def _live_accounts(workspace_id: int) -> Select[tuple[ServiceAccount]]:
+    return select(ServiceAccount).where(
+        ServiceAccount.workspace_id == workspace_id, ServiceAccount.status != "deleted"
+    )
+
+
+def get_service_account(
+    session: Session, *, workspace_id: int, account_id: int, for_update: bool = False
+) -> ServiceAccount | None:
+    """A live (not deleted) account of this workspace, or None."""
+    stmt = _live_accounts(workspace_id).where(ServiceAccount.id == account_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    return session.scalars(stmt).one_or_none()
+
+
+def list_service_accounts(
+    session: Session, *, workspace_id: int, offset: int, limit: int
+) -> tuple[Sequence[ServiceAccount], int]:
+    total = session.scalar(
+        select(func.count()).select_from(_live_accounts(workspace_id).subquery())
+    )
+    rows = session.scalars(
+        _live_accounts(workspace_id).order_by(ServiceAccount.id).offset(offset).limit(limit)
+    ).all()
+    return rows, int(total or 0)
+
+
+def account_group_names(session: Session, *, account_ids: Sequence[int]) -> dict[int, list[str]]:
+    if not account_ids:
+        return {}
+    stmt = (
+        select(ServiceAccountGroup.service_account_id, Group.name)
+        .join(Group, Group.id == ServiceAccountGroup.group_id)
+        .where(ServiceAccountGroup.service_account_id.in_(account_ids))
+        .order_by(Group.name)
+    )
+    names: dict[int, list[str]] = {i: [] for i in account_ids}
+    for account_id, name in session.execute(stmt):
+        names[account_id].append(name)
+    return names
+
+
+def set_account_groups(session: Session, *, account_id: int, groups: Iterable[Group]) -> None:
+    session.execute(
+        delete(ServiceAccountGroup).where(ServiceAccountGroup.service_account_id == account_id)
+    )
+    session.add_all(
+        ServiceAccountGroup(service_account_id=account_id, group_id=g.id) for g in groups
+    )
+
+
+def service_account_grants(
+    session: Session, *, client_id: str
+) -> tuple[ServiceAccount, str, dict[str, set[str]]] | None:
+    """The account by client id, its workspace slug, its groups with their permissions."""
+    stmt = (
+        select(ServiceAccount, Workspace.slug, Group.name, GroupPermission.permission)
+        .join(Workspace, Workspace.id == ServiceAccount.workspace_id)
+        .outerjoin(ServiceAccountGroup, ServiceAccountGroup.service_account_id == ServiceAccount.id)
+        .outerjoin(Group, Group.id == ServiceAccountGroup.group_id)
+        .outerjoin(GroupPermission, GroupPermission.group_id == Group.id)
+        .where(ServiceAccount.client_id == client_id)
+    )
+    account: ServiceAccount | None = None
+    slug = ""
+    grants: dict[str, set[str]] = {}
+    for row_account, row_slug, group, permission in session.execute(stmt):
+        account, slug = row_account, row_slug
+        if group is not None:
+            perms = grants.setdefault(group, set())
+            if permission is not None:
+                perms.add(permission)
+    return None if account is None else (account, slug, grants)
+
+
+# --- audit -----------------------------------------------------------------------------------
+
+
+def add_audit_event(
+    session: Session,
+    *,
+    workspace_id: int,
+    action: str,
+    actor: str,
+    target: str | None,
+    source_ip: str | None,
+    details: dict[str, object] | None,
+    now: datetime,
+) -> AuditEvent:
+    event = AuditEvent(
+        workspace_id=workspace_id,
+        action=action,
+        actor=actor,
+        target=target,
+        source_ip=source_ip,
+        details=details or {},
+        created_at=now,
+    )
+    session.add(event)
+    return event
+
+
+def list_audit_events(
+    session: Session, *, workspace_id: int, offset: int, limit: int
+) -> tuple[Sequence[AuditEvent], int]:
+    base = select(AuditEvent).where(AuditEvent.workspace_id == workspace_id)
+    total = session.scalar(select(func.count()).select_from(base.subquery()))
+    rows = session.scalars(base.order_by(AuditEvent.id.desc()).offset(offset).limit(limit)).all()
+    return rows, int(total or 0)
+
+
+# --- signing keys --------------------------------------------------------------------------
+
+
+def live_signing_keys(session: Session) -> Sequence[SigningKeyRow]:
+    """Keys not retired, newest generation first."""
+    stmt = (
+        select(SigningKeyRow)
+        .where(SigningKeyRow.retired_at.is_(None))
+        .order_by(SigningKeyRow.generation.desc())
+    )
+    return session.scalars(stmt).all()
+
+
+def max_key_generation(session: Session) -> int:
+    return int(session.scalar(select(func.max(SigningKeyRow.generation))) or 0)
+
+
+# --- server settings -----------------------------------------------------------------------
+
+
+def get_server_setting(session: Session, *, name: str) -> str | None:
+    row = session.get(ServerSetting, name)
+    return None if row is None else row.value
+
+
+def put_server_setting(session: Session, *, name: str, value: str) -> None:
+    session.merge(ServerSetting(name=name, value=value))

@@ -1,0 +1,95 @@
+"""One handler per error family; routers raise, they never build error JSON."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from centrali.oauth.errors import OAuthError
+from centrali.services.errors import ApiError
+from centrali.web.body_limit import too_large_body
+
+log = logging.getLogger("centrali.web")
+
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def oauth_error_response(exc: OAuthError) -> JSONResponse:
+    """RFC 6749 §5.2 JSON error, never cached."""
+    if exc.detail:
+        log.info("token request refused: %s (%s)", exc.error, exc.detail)
+    return JSONResponse(
+        exc.body(), status_code=exc.status_code, headers={**NO_STORE, **exc.headers()}
+    )
+
+
+def api_error_response(exc: ApiError) -> JSONResponse:
+    return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers())
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
+    errors = exc.errors()
+    if not errors:
+        return "Invalid request body", None
+    first = errors[0]
+    if first.get("type") == "json_invalid":
+        return "Malformed JSON body", None
+    loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
+    field = ".".join(loc) or None
+    if first.get("type") == "missing" and not loc:
+        return "A JSON body is required", None
+    message = str(first.get("msg", "invalid value"))
+    if first.get("type") == "extra_forbidden":
+        message = "unknown field"
+    return (f"{field}: {message}" if field else message), field
+
+
+async def _on_api_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return api_error_response(exc)
+
+
+async def _on_oauth_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, OAuthError)
+    return oauth_error_response(exc)
+
+
+async def _on_validation_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    message, field = _validation_message(exc)
+    body = {"error": "invalid_request", "message": message}
+    if field:
+        body["field"] = field
+    return JSONResponse(body, status_code=400)
+
+
+async def _on_http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 413:
+        return JSONResponse(too_large_body(request.url.path), status_code=413)
+    codes = {404: "not_found", 405: "method_not_allowed"}
+    error = codes.get(exc.status_code, "http_error")
+    message = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, str(exc.detail))
+    return JSONResponse(
+        {"error": error, "message": message}, status_code=exc.status_code, headers=exc.headers
+    )
+
+
+async def _on_unexpected(_request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error", exc_info=exc)
+    return JSONResponse(
+        {"error": "server_error", "message": "Internal server error"}, status_code=500
+    )
+
+
+def register_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ApiError, _on_api_error)
+    app.add_exception_handler(OAuthError, _on_oauth_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(HTTPException, _on_http_exception)
+    app.add_exception_handler(Exception, _on_unexpected)

@@ -1,0 +1,176 @@
+"""``/workspace/{slug}/api/v1/service-accounts``: the management API of the guide."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import JSONResponse, Response
+
+from centrali.services import service_accounts as accounts
+from centrali.services.service_accounts import parse_account_id
+from centrali.services.validation import PageRequest
+from centrali.web.deps import ManagerDep
+from centrali.web.runtime import get_runtime
+from centrali.web.schemas import (
+    DescriptionUpdate,
+    GroupsUpdate,
+    NameUpdate,
+    RotateRequest,
+    ServiceAccountCreate,
+)
+
+router = APIRouter(
+    prefix="/workspace/{workspace_slug}/api/v1/service-accounts", tags=["service accounts"]
+)
+
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+@router.post("", status_code=201)
+def create_service_account(
+    request: Request, workspace_slug: str, body: ServiceAccountCreate, actor: ManagerDep
+) -> JSONResponse:
+    """Create an account; the answer holds its secret, shown this once."""
+    view = accounts.create(
+        get_runtime(request).db,
+        workspace_slug=workspace_slug,
+        actor=actor,
+        name=body.name,
+        description=body.description,
+        grant_types=body.grant_types,
+        scope=body.scope,
+        groups=body.groups,
+    )
+    return JSONResponse(view.as_dict(), status_code=201, headers=NO_STORE)
+
+
+@router.get("")
+def list_service_accounts(
+    request: Request,
+    workspace_slug: str,
+    actor: ManagerDep,
+    page: str | None = None,
+    limit: str | None = None,
+) -> dict[str, Any]:
+    paging = PageRequest.parse(page, limit)
+    views, total = accounts.list_accounts(
+        get_runtime(request).db, workspace_slug=workspace_slug, page=paging
+    )
+    return {
+        "data": [v.as_dict() for v in views],
+        "page": paging.page,
+        "limit": paging.limit,
+        "total": total,
+    }
+
+
+@router.get("/{account_id}")
+def get_service_account(
+    request: Request, workspace_slug: str, account_id: str, actor: ManagerDep
+) -> dict[str, Any]:
+    view = accounts.get(
+        get_runtime(request).db,
+        workspace_slug=workspace_slug,
+        account_id=parse_account_id(account_id),
+    )
+    return view.as_dict()
+
+
+@router.put("/{account_id}/name")
+def rename_service_account(
+    request: Request, workspace_slug: str, account_id: str, body: NameUpdate, actor: ManagerDep
+) -> dict[str, Any]:
+    return accounts.rename(
+        get_runtime(request).db,
+        workspace_slug=workspace_slug,
+        account_id=parse_account_id(account_id),
+        actor=actor,
+        name=body.name,
+    ).as_dict()
+
+
+@router.put("/{account_id}/description")
+def describe_service_account(
+    request: Request,
+    workspace_slug: str,
+    account_id: str,
+    body: DescriptionUpdate,
+    actor: ManagerDep,
+) -> dict[str, Any]:
+    return accounts.describe(
+        get_runtime(request).db,
+        workspace_slug=workspace_slug,
+        account_id=parse_account_id(account_id),
+        actor=actor,
+        description=body.description,
+    ).as_dict()
+
+
+@router.put("/{account_id}/groups")
+def set_service_account_groups(
+    request: Request, workspace_slug: str, account_id: str, body: GroupsUpdate, actor: ManagerDep
+) -> dict[str, Any]:
+    return accounts.set_groups(
+        get_runtime(request).db,
+        workspace_slug=workspace_slug,
+        account_id=parse_account_id(account_id),
+        actor=actor,
+        groups=body.groups,
+    ).as_dict()
+
+
+@router.post("/{account_id}/rotate")
+def rotate_service_account_secret(
+    request: Request,
+    workspace_slug: str,
+    account_id: str,
+    actor: ManagerDep,
+    body: RotateRequest | None = None,
+) -> JSONResponse:
+    """A new secret, shown this once; the old one fails from now on."""
+    view = accounts.rotate(
+        get_runtime(request).db,
+        workspace_slug=workspace_slug,
+        account_id=parse_account_id(account_id),
+        actor=actor,
+        revoke_tokens=body.revoke_tokens if body else False,
+    )
+    return JSONResponse(view.rotation_dict(), headers=NO_STORE)
+
+
+@router.post("/{account_id}/revoke")
+def revoke_service_account(
+    request: Request, workspace_slug: str, account_id: str, actor: ManagerDep
+) -> dict[str, Any]:
+    return accounts.revoke(
+        get_runtime(request).db,
+        workspace_slug=workspace_slug,
+        account_id=parse_account_id(account_id),
+        actor=actor,
+    ).as_dict()
+
+
+@router.post("/{account_id}/activate")
+def activate_service_account(
+    request: Request, workspace_slug: str, account_id: str, actor: ManagerDep
+) -> dict[str, Any]:
+    return accounts.activate(
+        get_runtime(request).db,
+        workspace_slug=workspace_slug,
+        account_id=parse_account_id(account_id),
+        actor=actor,
+    ).as_dict()
+
+
+@router.delete("/{account_id}", status_code=204)
+def delete_service_account(
+    request: Request, workspace_slug: str, account_id: str, actor: ManagerDep
+) -> Response:
+    accounts.delete(
+        get_runtime(request).db,
+        workspace_slug=workspace_slug,
+        account_id=parse_account_id(account_id),
+        actor=actor,
+    )
+    return Response(status_code=204)
