@@ -14,9 +14,9 @@ from centrali.store.tables import (
     GroupPermission,
     Membership,
     MembershipGroup,
+    ServerSetting,
     ServiceAccount,
     ServiceAccountGroup,
-    ServerSetting,
     SigningKeyRow,
     User,
     Workspace,
@@ -97,7 +97,7 @@ def user_grants(
 # --- service accounts ----------------------------------------------------------------------
 
 
-def _live_accounts(workspace_id: int) -> Select[tuple[ServiceAccount]]:
+def _live_accounts(workspace_id: int) -> Select[ServiceAccount]:
     return select(ServiceAccount).where(
         ServiceAccount.workspace_id == workspace_id, ServiceAccount.status != "deleted"
     )
