@@ -7,6 +7,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
@@ -46,10 +47,7 @@ class SigningKey:
     alg: str
     private_key: rsa.RSAPrivateKey = field(repr=False)
     public_jwk: Mapping[str, Any] = field(repr=False)
-
-    @property
-    def public_key(self) -> rsa.RSAPublicKey:
-        return self.private_key.public_key()
+    public_key: rsa.RSAPublicKey = field(repr=False)
 
 
 def load_signing_key(private_pem: str, alg: str = SIGNING_ALG) -> SigningKey:
@@ -60,7 +58,9 @@ def load_signing_key(private_pem: str, alg: str = SIGNING_ALG) -> SigningKey:
     jwk: dict[str, Any] = RSAAlgorithm.to_jwk(key.public_key(), as_dict=True)
     kid = thumbprint(jwk)
     jwk.update({"kid": kid, "alg": alg, "use": "sig"})
-    return SigningKey(kid=kid, alg=alg, private_key=key, public_jwk=jwk)
+    return SigningKey(
+        kid=kid, alg=alg, private_key=key, public_jwk=jwk, public_key=key.public_key()
+    )
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,11 @@ class KeySet:
         keys = {k.kid: k for k in others}
         keys[signing.kid] = signing
         return cls(signing=signing, verification=keys)
+
+    @cached_property
+    def public_keys(self) -> dict[str, rsa.RSAPublicKey]:
+        """Verification keys by kid."""
+        return {kid: k.public_key for kid, k in self.verification.items()}
 
     def jwks(self) -> dict[str, list[dict[str, Any]]]:
         """The public JWK Set: public members only, with ``kid``, ``use`` and ``alg``."""

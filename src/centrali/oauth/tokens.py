@@ -8,7 +8,7 @@ symmetric key made from our public key is refused (RFC 8725 §2.1, §3.1, §3.11
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +70,10 @@ class InvalidTokenError(TokenError):
     """Missing, malformed, forged, foreign or otherwise unacceptable."""
 
 
+class UnknownKeyError(InvalidTokenError):
+    """Signed with a ``kid`` we do not know (a verifier may refetch the JWKS once)."""
+
+
 class TokenExpiredError(TokenError):
     """Genuine, but past its ``exp``."""
 
@@ -107,6 +111,21 @@ def verify_access_token(
     token: str, *, keys: KeySet, issuer: str, audience: str, now: float, leeway: int = 0
 ) -> VerifiedToken:
     """Check signature, ``typ``, ``iss``, ``aud``, ``exp`` and required claims."""
+    return verify_with_public_keys(
+        token, keys.public_keys, issuer=issuer, audience=audience, now=now, leeway=leeway
+    )
+
+
+def verify_with_public_keys(
+    token: str,
+    public_keys: Mapping[str, Any],
+    *,
+    issuer: str,
+    audience: str,
+    now: float,
+    leeway: int = 0,
+) -> VerifiedToken:
+    """As verify_access_token, with the issuer's public keys by ``kid`` (e.g. from a JWKS)."""
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError as exc:
@@ -116,13 +135,13 @@ def verify_access_token(
     if header.get("typ") not in _ACCEPTED_TYPS:
         raise InvalidTokenError("not an access token (typ)")
     kid = header.get("kid")
-    key = keys.verification.get(kid) if isinstance(kid, str) else None
+    key = public_keys.get(kid) if isinstance(kid, str) else None
     if key is None:
-        raise InvalidTokenError("unknown kid")
+        raise UnknownKeyError("unknown kid")
     try:
         claims: dict[str, Any] = jwt.decode(
             token,
-            key.public_key,
+            key,
             algorithms=list(ALLOWED_ALGS),
             issuer=issuer,
             audience=audience,

@@ -14,10 +14,12 @@ from centrali.store.tables import (
     GroupPermission,
     Membership,
     MembershipGroup,
+    Record,
     ServerSetting,
     ServiceAccount,
     ServiceAccountGroup,
     SigningKeyRow,
+    Structure,
     User,
     Workspace,
 )
@@ -236,3 +238,66 @@ def get_server_setting(session: Session, *, name: str) -> str | None:
 
 def put_server_setting(session: Session, *, name: str, value: str) -> None:
     session.merge(ServerSetting(name=name, value=value))
+
+
+# --- structures and records ------------------------------------------------------------------
+
+
+def get_structure(
+    session: Session, *, workspace_id: int, slug: str, for_update: bool = False
+) -> Structure | None:
+    stmt = select(Structure).where(Structure.workspace_id == workspace_id, Structure.slug == slug)
+    if for_update:
+        stmt = stmt.with_for_update()
+    return session.scalars(stmt).one_or_none()
+
+
+def list_structures(
+    session: Session, *, workspace_id: int, offset: int, limit: int
+) -> tuple[Sequence[Structure], int]:
+    base = select(Structure).where(Structure.workspace_id == workspace_id)
+    total = session.scalar(select(func.count()).select_from(base.subquery()))
+    rows = session.scalars(base.order_by(Structure.id).offset(offset).limit(limit)).all()
+    return rows, int(total or 0)
+
+
+def count_records(session: Session, *, structure_id: int) -> int:
+    stmt = select(func.count()).select_from(Record).where(Record.structure_id == structure_id)
+    return int(session.scalar(stmt) or 0)
+
+
+def delete_records(session: Session, *, structure_id: int) -> None:
+    session.execute(delete(Record).where(Record.structure_id == structure_id))
+
+
+def get_record(
+    session: Session, *, workspace_id: int, record_id: int, for_update: bool = False
+) -> tuple[Record, str] | None:
+    """The record of this workspace and the slug of its structure."""
+    stmt = (
+        select(Record, Structure.slug)
+        .join(Structure, Structure.id == Record.structure_id)
+        .where(Record.workspace_id == workspace_id, Record.id == record_id)
+    )
+    if for_update:
+        stmt = stmt.with_for_update(of=Record)
+    row = session.execute(stmt).one_or_none()
+    return None if row is None else (row[0], row[1])
+
+
+def list_records(
+    session: Session, *, workspace_id: int, structure_id: int | None, offset: int, limit: int
+) -> tuple[Sequence[tuple[Record, str]], int]:
+    base = (
+        select(Record, Structure.slug)
+        .join(Structure, Structure.id == Record.structure_id)
+        .where(Record.workspace_id == workspace_id)
+    )
+    if structure_id is not None:
+        base = base.where(Record.structure_id == structure_id)
+    count = select(func.count()).select_from(Record).where(Record.workspace_id == workspace_id)
+    if structure_id is not None:
+        count = count.where(Record.structure_id == structure_id)
+    total = session.scalar(count)
+    rows = session.execute(base.order_by(Record.id).offset(offset).limit(limit)).all()
+    return [(r[0], r[1]) for r in rows], int(total or 0)

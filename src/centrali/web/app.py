@@ -14,7 +14,7 @@ from centrali.store.db import Database
 from centrali.store.migrate import upgrade
 from centrali.web.body_limit import BodyLimitMiddleware
 from centrali.web.errors import register_error_handlers
-from centrali.web.routes import oidc, service_accounts
+from centrali.web.routes import oidc, records, service_accounts, structures
 from centrali.web.runtime import Runtime
 
 
@@ -48,6 +48,8 @@ def create_app(settings: Settings, *, db: Database | None = None) -> FastAPI:
     register_error_handlers(app)
     app.include_router(oidc.router)
     app.include_router(service_accounts.router)
+    app.include_router(structures.router)
+    app.include_router(records.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     return app
 

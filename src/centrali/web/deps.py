@@ -1,14 +1,21 @@
-"""Request dependencies: the authenticated principal and the audit actor."""
+"""Request dependencies: the authenticated principal, permission checks, the audit actor."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
 
 from centrali.services import auth
 from centrali.services.context import Actor, Principal
-from centrali.services.permissions import MANAGE_SERVICE_ACCOUNTS
+from centrali.services.permissions import (
+    MANAGE_SERVICE_ACCOUNTS,
+    RECORDS_READ,
+    RECORDS_WRITE,
+    STRUCTURES_READ,
+    STRUCTURES_WRITE,
+)
 from centrali.web.runtime import get_runtime
 
 
@@ -27,13 +34,33 @@ def current_principal(request: Request, workspace_slug: str) -> Principal:
 PrincipalDep = Annotated[Principal, Depends(current_principal)]
 
 
+def _actor(request: Request, principal: Principal) -> Actor:
+    source_ip = request.client.host if request.client else None
+    return Actor(subject=principal.subject, source_ip=source_ip)
+
+
 def service_account_manager(request: Request, principal: PrincipalDep) -> Actor:
     """A user of this workspace holding ``service-accounts:manage``; returns the audit actor."""
     auth.require_user(principal)
     auth.require_permission(principal, MANAGE_SERVICE_ACCOUNTS)
-    return Actor(
-        subject=principal.subject, source_ip=request.client.host if request.client else None
-    )
+    return _actor(request, principal)
 
 
 ManagerDep = Annotated[Actor, Depends(service_account_manager)]
+
+
+def permitted(permission: str) -> Callable[[Request, Principal], Actor]:
+    """A dependency: any principal of the workspace (user or service account) holding
+    ``permission``."""
+
+    def dependency(request: Request, principal: PrincipalDep) -> Actor:
+        auth.require_permission(principal, permission)
+        return _actor(request, principal)
+
+    return dependency
+
+
+StructuresRead = Annotated[Actor, Depends(permitted(STRUCTURES_READ))]
+StructuresWrite = Annotated[Actor, Depends(permitted(STRUCTURES_WRITE))]
+RecordsRead = Annotated[Actor, Depends(permitted(RECORDS_READ))]
+RecordsWrite = Annotated[Actor, Depends(permitted(RECORDS_WRITE))]

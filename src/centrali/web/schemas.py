@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -32,3 +34,31 @@ class GroupsUpdate(_Body):
 
 class RotateRequest(_Body):
     revoke_tokens: bool = Field(False, alias="revokeTokens")
+
+
+class FieldIn(_Body):
+    name: str = Field(max_length=200)
+    type: str = Field(max_length=32)
+    required: bool = False
+
+
+class StructureCreate(_Body):
+    slug: str = Field(max_length=200)
+    name: str = Field(max_length=10_000)
+    description: str | None = Field(None, max_length=100_000)
+    fields: list[FieldIn] = Field(default_factory=list, max_length=1_000)
+
+
+class StructureUpdate(_Body):
+    name: str | None = Field(None, max_length=10_000)
+    description: str | None = Field(None, max_length=100_000)
+    fields: list[FieldIn] | None = Field(None, max_length=1_000)
+
+
+class RecordCreate(_Body):
+    record_slug: str = Field(alias="recordSlug", max_length=200)
+    data: dict[str, Any]
+
+
+class RecordUpdate(_Body):
+    data: dict[str, Any]

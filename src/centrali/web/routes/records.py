@@ -1,0 +1,83 @@
+"""``/workspace/{slug}/api/v1/records``: records of the workspace's structures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from centrali.services import structures as svc
+from centrali.services.structures import parse_record_id
+from centrali.services.validation import PageRequest
+from centrali.web.deps import RecordsRead, RecordsWrite
+from centrali.web.runtime import get_runtime
+from centrali.web.schemas import RecordCreate, RecordUpdate
+
+router = APIRouter(prefix="/workspace/{workspace_slug}/api/v1/records", tags=["records"])
+
+
+@router.post("", status_code=201)
+def create_record(
+    request: Request, workspace_slug: str, body: RecordCreate, actor: RecordsWrite
+) -> dict[str, Any]:
+    return svc.create_record(
+        get_runtime(request).db,
+        workspace_slug=workspace_slug,
+        actor=actor,
+        record_slug=body.record_slug,
+        data=body.data,
+    ).as_dict()
+
+
+@router.get("")
+def list_records(
+    request: Request,
+    workspace_slug: str,
+    actor: RecordsRead,
+    recordSlug: str | None = None,
+    page: str | None = None,
+    limit: str | None = None,
+) -> dict[str, Any]:
+    paging = PageRequest.parse(page, limit)
+    views, total = svc.list_records(
+        get_runtime(request).db, workspace_slug=workspace_slug, record_slug=recordSlug, page=paging
+    )
+    return {
+        "data": [v.as_dict() for v in views],
+        "page": paging.page,
+        "limit": paging.limit,
+        "total": total,
+    }
+
+
+@router.get("/{record_id}")
+def get_record(
+    request: Request, workspace_slug: str, record_id: str, actor: RecordsRead
+) -> dict[str, Any]:
+    return svc.get_record(
+        get_runtime(request).db, workspace_slug=workspace_slug, record_id=parse_record_id(record_id)
+    ).as_dict()
+
+
+@router.put("/{record_id}")
+def update_record(
+    request: Request, workspace_slug: str, record_id: str, body: RecordUpdate, actor: RecordsWrite
+) -> dict[str, Any]:
+    return svc.update_record(
+        get_runtime(request).db,
+        workspace_slug=workspace_slug,
+        actor=actor,
+        record_id=parse_record_id(record_id),
+        data=body.data,
+    ).as_dict()
+
+
+@router.delete("/{record_id}", status_code=204)
+def delete_record(
+    request: Request, workspace_slug: str, record_id: str, actor: RecordsWrite
+) -> Response:
+    svc.delete_record(
+        get_runtime(request).db, workspace_slug=workspace_slug, record_id=parse_record_id(record_id)
+    )
+    return Response(status_code=204)
