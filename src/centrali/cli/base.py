@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from centrali.config import Settings
+from centrali.services.context import Actor
 from centrali.services.errors import ApiError
 from centrali.store.db import Database
 
@@ -85,6 +86,17 @@ def with_settings(func: Callable[..., Any]) -> Callable[..., Any]:
         return func(settings=settings, **kwargs)
 
     return wrapper
+
+
+def cli_actor() -> Actor:
+    """The audit actor of admin-CLI actions."""
+    import getpass
+
+    try:
+        who = getpass.getuser()
+    except (KeyError, OSError):
+        who = "unknown"
+    return Actor(subject=f"cli:{who}")
 
 
 def open_store(settings: Settings) -> Database:
