@@ -64,6 +64,8 @@ class BodyLimitMiddleware:
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),
                     (b"connection", b"close"),
+                    (b"cache-control", b"no-store"),
+                    (b"pragma", b"no-cache"),
                 ],
             }
         )

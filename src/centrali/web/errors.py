@@ -71,7 +71,7 @@ async def _on_validation_error(_request: Request, exc: Exception) -> Response:
 async def _on_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 413:
-        return JSONResponse(too_large_body(request.url.path), status_code=413)
+        return JSONResponse(too_large_body(request.url.path), status_code=413, headers=NO_STORE)
     codes = {404: "not_found", 405: "method_not_allowed"}
     error = codes.get(exc.status_code, "http_error")
     message = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, str(exc.detail))
