@@ -50,7 +50,9 @@ class CentraliClient:
         token_data = response.json()
         self.access_token = token_data["access_token"]
         expires_in = token_data.get("expires_in", 25200)
-        self.token_expiry = datetime.now() + timedelta(seconds=expires_in - 300)  # Refresh 5 min early
+        self.token_expiry = datetime.now() + timedelta(
+            seconds=expires_in - 300
+        )  # Refresh 5 min early
 
         return self.access_token
 

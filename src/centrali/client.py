@@ -205,7 +205,7 @@ class TokenProvider(_ProviderConfig):
         backoff_base: float = BACKOFF_BASE,
         backoff_cap: float = BACKOFF_CAP,
         refresh_margin: float = REFRESH_MARGIN,
-        sleep: Any = time.sleep,
+        sleep: Any = None,
     ) -> None:
         super().__init__(
             client_id,
@@ -220,7 +220,7 @@ class TokenProvider(_ProviderConfig):
         self._owns_http = http_client is None
         self._http = http_client or httpx.Client(timeout=10.0)
         self._lock = threading.Lock()
-        self._sleep = sleep
+        self._sleep = sleep or (lambda seconds: time.sleep(seconds))
 
     def get_token(self) -> str:
         token = self._cached()
@@ -285,7 +285,7 @@ class AsyncTokenProvider(_ProviderConfig):
         backoff_base: float = BACKOFF_BASE,
         backoff_cap: float = BACKOFF_CAP,
         refresh_margin: float = REFRESH_MARGIN,
-        sleep: Any = asyncio.sleep,
+        sleep: Any = None,
     ) -> None:
         super().__init__(
             client_id,
@@ -300,7 +300,7 @@ class AsyncTokenProvider(_ProviderConfig):
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(timeout=10.0)
         self._lock: asyncio.Lock | None = None
-        self._sleep = sleep
+        self._sleep = sleep or (lambda seconds: asyncio.sleep(seconds))
 
     async def get_token(self) -> str:
         token = self._cached()

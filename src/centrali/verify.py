@@ -12,8 +12,8 @@ claims, and the workspace. Revocation of an account cannot be seen offline: ask 
 server (introspection) where that matters.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: FastAPI must see the real `Request` class
+# on the dependency that require_token builds.
 import threading
 import time
 from collections.abc import Callable
@@ -130,10 +130,10 @@ class TokenVerifier:
 
 
 def require_token(
-    verifier: TokenVerifier, *, workspace: str | None = None
+    verifier: "TokenVerifier", *, workspace: str | None = None
 ) -> Callable[..., VerifiedToken]:
-    """A FastAPI/Starlette dependency: the request's verified bearer token, or 401/403 with
-    Centrali's error bodies."""
+    """A FastAPI dependency: the request's verified bearer token, or an HTTPException 401/403
+    whose ``detail`` is Centrali's error body (``{"error", "message"}``)."""
     from fastapi import HTTPException, Request
 
     def dependency(request: Request) -> VerifiedToken:

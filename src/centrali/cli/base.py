@@ -30,6 +30,14 @@ class _Group(click.Group):
         except SQLAlchemyError as exc:
             reason = str(exc.__cause__ or exc).strip().splitlines()[0][:200]
             raise click.ClickException(f"the store failed: {reason}") from None
+        except OSError as exc:
+            raise click.ClickException(f"{exc.strerror or exc}: {exc.filename or ''}") from None
+
+
+class SettingError(click.ClickException):
+    """A bad setting (flag or environment): one line, exit 2 like other usage errors."""
+
+    exit_code = 2
 
 
 @click.group(cls=_Group)
@@ -73,7 +81,7 @@ def build_settings(kwargs: dict[str, Any]) -> Settings:
     except ValidationError as exc:
         first = exc.errors()[0]
         name = ".".join(str(p) for p in first["loc"]) or "settings"
-        raise click.UsageError(f"invalid setting {name}: {first['msg']}") from None
+        raise SettingError(f"invalid setting {name}: {first['msg']}") from None
 
 
 def with_settings(func: Callable[..., Any]) -> Callable[..., Any]:

@@ -40,4 +40,8 @@ def serve(settings: Settings) -> None:
         log_level=settings.log_level,
         proxy_headers=False,
         server_header=False,
+        # A worker imports the whole app before it answers; on a busy 2-core machine that
+        # can take longer than uvicorn's 5 s default, which would kill and respawn it.
+        timeout_worker_healthcheck=60,
+        timeout_graceful_shutdown=10,
     )

@@ -33,6 +33,8 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     if revision == "head" and current_revision(engine) == head_revision():
         return
     config = alembic_config()
-    with engine.begin() as conn:
+    # On SQLite take the write lock up front (see store.db): two servers starting together
+    # on a fresh file would otherwise fail the second one's lock upgrade at once.
+    with engine.execution_options(sqlite_immediate=True).begin() as conn:
         config.attributes["connection"] = conn
         command.upgrade(config, revision)

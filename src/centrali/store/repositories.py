@@ -6,6 +6,8 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from sqlalchemy import Select, delete, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from centrali.store.tables import (
@@ -237,7 +239,10 @@ def get_server_setting(session: Session, *, name: str) -> str | None:
 
 
 def put_server_setting(session: Session, *, name: str, value: str) -> None:
-    session.merge(ServerSetting(name=name, value=value))
+    """Insert or replace, atomically (two servers may start at once)."""
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    stmt = insert(ServerSetting).values(name=name, value=value)
+    session.execute(stmt.on_conflict_do_update(index_elements=["name"], set_={"value": value}))
 
 
 # --- structures and records ------------------------------------------------------------------
