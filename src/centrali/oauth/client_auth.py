@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote_plus
@@ -17,6 +18,7 @@ BASIC = "client_secret_basic"
 POST = "client_secret_post"
 AUTH_METHODS = (BASIC, POST)
 _MAX_CREDENTIAL_LEN = 512
+_LOOKUP_ID = re.compile(rf"[\x21-\x7e]{{1,{_MAX_CREDENTIAL_LEN}}}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +68,7 @@ def authenticate_client(creds: ClientCredentials, store: ClientStore) -> ClientR
     """The authenticated client, or InvalidClientError after the same work in every case."""
     basic = creds.method == BASIC
     record = None
-    if len(creds.client_id) <= _MAX_CREDENTIAL_LEN:
+    if _LOOKUP_ID.fullmatch(creds.client_id):  # a NUL or a control character never reaches SQL
         record = store.find_client(creds.client_id)
     secret = creds.client_secret[:_MAX_CREDENTIAL_LEN]
     secret_ok = verify_secret(secret, record.secret_hash if record is not None else None)

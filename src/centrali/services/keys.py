@@ -16,15 +16,21 @@ def ensure_signing_key(db: Database) -> None:
     with db.read() as session:
         if repo.live_signing_keys(session):
             return
-    add_signing_key(db)
+    add_signing_key(db, only_if_none=True)
 
 
-def add_signing_key(db: Database) -> str:
-    """Store a new RSA key one generation above the newest; returns its kid."""
-    pem = generate_private_key_pem()
+def add_signing_key(db: Database, *, only_if_none: bool = False) -> str | None:
+    """Store a new RSA key one generation above the newest; returns its kid (None when
+    ``only_if_none`` and another process stored a key first)."""
+    pem = generate_private_key_pem()  # slow: outside the transaction
     key = load_signing_key(pem)
     try:
         with db.write() as session:
+            # Racing writers: SQLite serializes them (BEGIN IMMEDIATE), so the second sees
+            # the first's key here; on PostgreSQL both may pass this check, and the unique
+            # generation makes the second insert fail.
+            if only_if_none and repo.live_signing_keys(session):
+                return None
             session.add(
                 SigningKeyRow(
                     generation=repo.max_key_generation(session) + 1,
@@ -37,7 +43,7 @@ def add_signing_key(db: Database) -> str:
             )
     except IntegrityError:
         # Another process stored the same generation first: its key wins, ours is dropped.
-        pass
+        return None
     return key.kid
 
 

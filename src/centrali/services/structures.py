@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from centrali.services.context import Actor, isoformat
 from centrali.services.errors import ConflictError, InvalidBodyError, NotFoundError
 from centrali.services.validation import (
+    SLUG_RE,
     PageRequest,
     check_description,
     check_name,
@@ -194,6 +195,8 @@ class RecordView:
 def _require_structure(
     session: Session, workspace_id: int, slug: str, *, for_update: bool = False
 ) -> Structure:
+    if not SLUG_RE.match(slug):  # not a slug we could have stored; keeps odd text from SQL
+        raise NotFoundError("Structure not found")
     row = repo.get_structure(session, workspace_id=workspace_id, slug=slug, for_update=for_update)
     if row is None:
         raise NotFoundError("Structure not found")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 
 from centrali import __version__
 from centrali.config import Settings
@@ -16,6 +18,12 @@ from centrali.web.body_limit import BodyLimitMiddleware
 from centrali.web.errors import register_error_handlers
 from centrali.web.routes import oidc, records, service_accounts, structures
 from centrali.web.runtime import Runtime
+from centrali.web.token_asgi import (
+    OAUTH_ERROR_SCHEMA,
+    TOKEN_PATH,
+    TokenDispatcher,
+    token_openapi,
+)
 
 
 def prepare_store(db: Database) -> None:
@@ -51,7 +59,30 @@ def create_app(settings: Settings, *, db: Database | None = None) -> FastAPI:
     app.include_router(structures.router)
     app.include_router(records.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    _document_token_endpoint(app)
+    # Added last, so it runs first: the token endpoint skips the rest of the stack.
+    app.add_middleware(
+        TokenDispatcher,
+        runtime=lambda: app.state.runtime,
+        max_body_bytes=settings.max_body_bytes,
+    )
     return app
+
+
+def _document_token_endpoint(app: FastAPI) -> None:
+    """Put the dispatcher's token endpoint into the generated OpenAPI document."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            schema["paths"][TOKEN_PATH] = token_openapi()
+            schema.setdefault("components", {}).setdefault("schemas", {})["OAuthError"] = (
+                OAUTH_ERROR_SCHEMA
+            )
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def create_app_from_env() -> FastAPI:

@@ -43,7 +43,7 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     field = ".".join(loc) or None
     if first.get("type") == "missing" and not loc:
         return "A JSON body is required", None
-    message = str(first.get("msg", "invalid value"))
+    message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
     if first.get("type") == "extra_forbidden":
         message = "unknown field"
     return (f"{field}: {message}" if field else message), field

@@ -2,14 +2,45 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+def _unstorable(value: Any, where: str) -> str | None:
+    """Where a NUL or an unpaired surrogate hides in ``value``: neither PostgreSQL text nor
+    UTF-8 can hold them, so they are refused at the door rather than failing in the store."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return where
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return where
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            found = _unstorable(key, where) or _unstorable(item, f"{where}.{key}")
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _unstorable(item, f"{where}[{i}]")
+            if found:
+                return found
+    return None
 
 
 class _Body(BaseModel):
     # Unknown fields and wrong JSON types are refused rather than coerced or ignored.
     model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _storable_text(self) -> Self:
+        for name, field in type(self).model_fields.items():
+            found = _unstorable(getattr(self, name), field.alias or name)
+            if found:
+                raise ValueError(f"{found}: text must not contain NUL or unpaired surrogates")
+        return self
 
 
 class ServiceAccountCreate(_Body):
