@@ -65,3 +65,12 @@ class UnsupportedGrantTypeError(OAuthError):
 class InvalidScopeError(OAuthError):
     error = "invalid_scope"
     description = "The requested scope is not allowed for this client"
+
+
+class TemporarilyUnavailableError(OAuthError):
+    error = "temporarily_unavailable"
+    status_code = 503
+    description = "The server cannot issue a token right now; try again"
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "1"}

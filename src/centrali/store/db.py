@@ -37,7 +37,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             **kwargs,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", _sqlite_begin)
+        if kwargs.get("isolation_level") != "AUTOCOMMIT":
+            event.listen(engine, "begin", _sqlite_begin)
         if database and database != ":memory:":
             # WAL is a property of the file: set once here, not on every new connection.
             raw = engine.raw_connection()
@@ -81,6 +82,18 @@ class Database:
         self._write = sessionmaker(
             self.engine.execution_options(sqlite_immediate=True), expire_on_commit=False
         )
+        self._engine_kwargs = engine_kwargs
+        self._autocommit: Engine | None = None
+
+    @property
+    def autocommit_engine(self) -> Engine:
+        """A second pool for single-statement reads on hot paths: no BEGIN, no ROLLBACK,
+        so one lookup is one round trip."""
+        if self._autocommit is None:
+            self._autocommit = make_engine(
+                self.url, isolation_level="AUTOCOMMIT", **self._engine_kwargs
+            )
+        return self._autocommit
 
     @property
     def is_sqlite(self) -> bool:
@@ -100,3 +113,5 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._autocommit is not None:
+            self._autocommit.dispose()

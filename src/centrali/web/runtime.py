@@ -31,7 +31,7 @@ class Runtime:
     clock: SystemClock = field(default_factory=SystemClock)
 
     def __post_init__(self) -> None:
-        self.clients = SqlClientStore(self.db.engine)
+        self.clients = SqlClientStore(self.db.autocommit_engine)
         self.set_keys(self.keys)
 
     def set_keys(self, keys: KeySet) -> None:
