@@ -32,8 +32,9 @@ def prepare_store(db: Database) -> None:
     ensure_signing_key(db)
 
 
-def create_app(settings: Settings, *, db: Database | None = None) -> FastAPI:
-    """Build the app; the store is prepared and the keys loaded when it starts."""
+def create_app(settings: Settings, *, db: Database | None = None) -> TokenDispatcher:
+    """Build the ASGI app: the token endpoint in front, the FastAPI app (``.app``) behind.
+    The store is prepared and the keys loaded when it starts (ASGI lifespan)."""
     database = db or Database(settings.database_url)
 
     @asynccontextmanager
@@ -60,13 +61,10 @@ def create_app(settings: Settings, *, db: Database | None = None) -> FastAPI:
     app.include_router(records.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     _document_token_endpoint(app)
-    # Added last, so it runs first: the token endpoint skips the rest of the stack.
-    app.add_middleware(
-        TokenDispatcher,
-        runtime=lambda: app.state.runtime,
-        max_body_bytes=settings.max_body_bytes,
+    # Outermost: the token endpoint skips the framework's whole stack.
+    return TokenDispatcher(
+        app, runtime=lambda: app.state.runtime, max_body_bytes=settings.max_body_bytes
     )
-    return app
 
 
 def _document_token_endpoint(app: FastAPI) -> None:
@@ -85,6 +83,6 @@ def _document_token_endpoint(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def create_app_from_env() -> FastAPI:
+def create_app_from_env() -> TokenDispatcher:
     """Entry point for uvicorn workers: settings from ``CENTRALI_*``."""
     return create_app(Settings())
