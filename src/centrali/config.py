@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, PrivateAttr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -21,6 +22,12 @@ class Settings(BaseSettings):
     issuer: str = Field("", description="`iss` claim; default http://127.0.0.1:<port>")
     audience: str = Field("", description="`aud` claim; default: the issuer")
     token_ttl: int = Field(25200, ge=60, le=86400 * 30, description="Access-token lifetime (s)")
+    signing_alg: Literal["RS256", "ES256", "EdDSA"] = Field(
+        "RS256", description="Access-token signature: RS256 (default), ES256 or EdDSA"
+    )
+    token_reuse_seconds: int = Field(
+        0, ge=0, le=3600, description="Answer a repeat request with the token already issued"
+    )
     max_body_bytes: int = Field(64 * 1024, ge=1024, description="Largest request body accepted")
     log_level: str = Field("info", description="uvicorn/python log level")
 

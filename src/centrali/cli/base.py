@@ -112,5 +112,5 @@ def open_store(settings: Settings) -> Database:
     from centrali.web.app import prepare_store
 
     db = Database(settings.database_url)
-    prepare_store(db)
+    prepare_store(db, settings.signing_alg)
     return db

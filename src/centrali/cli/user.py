@@ -42,7 +42,7 @@ def token(settings: Settings, email: str, workspace_slug: str) -> None:
     issuer, audience = served_issuer(db, settings)
     issued = issue_user_token(
         member,
-        keys=load_key_set(db),
+        keys=load_key_set(db, settings.signing_alg),
         issuer=issuer,
         audience=audience,
         ttl=settings.token_ttl,

@@ -6,12 +6,12 @@ from typing import Any
 
 from centrali.oauth.client_auth import AUTH_METHODS
 from centrali.oauth.grants import GRANTS
-from centrali.oauth.tokens import ALLOWED_ALGS
+from centrali.oauth.keys import SIGNING_ALG
 
 SUPPORTED_SCOPES = ("openid", "profile", "email")
 
 
-def discovery_document(issuer: str) -> dict[str, Any]:
+def discovery_document(issuer: str, signing_alg: str = SIGNING_ALG) -> dict[str, Any]:
     """The metadata of an issuer whose endpoints live under ``issuer``."""
     return {
         "issuer": issuer,
@@ -21,7 +21,7 @@ def discovery_document(issuer: str) -> dict[str, Any]:
         "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
         "response_types_supported": [],
         "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": list(ALLOWED_ALGS),
+        "id_token_signing_alg_values_supported": [signing_alg],
         "scopes_supported": list(SUPPORTED_SCOPES),
         "claims_supported": [
             "sub",

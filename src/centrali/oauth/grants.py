@@ -9,6 +9,7 @@ from typing import ClassVar, Protocol
 from centrali.oauth.errors import InvalidScopeError, UnauthorizedClientError
 from centrali.oauth.keys import KeySet
 from centrali.oauth.ports import ClientRecord, Clock
+from centrali.oauth.reuse import TokenReuseCache, reuse_key
 from centrali.oauth.tokens import TokenSubject, issue_access_token
 
 
@@ -36,6 +37,7 @@ class IssuerConfig:
     issuer: str
     audience: str
     ttl: int
+    reuse: TokenReuseCache | None = None
 
 
 class Grant(Protocol):
@@ -79,6 +81,12 @@ class ClientCredentialsGrant:
             groups=client.groups,
             scope=scope,
         )
+        reuse = config.reuse
+        if reuse is not None:
+            held = reuse.get(reuse_key(client, scope), now)
+            if held is not None:
+                remaining = held.issued_at + held.expires_in - int(now)
+                return TokenResponse(access_token=held.token, expires_in=remaining, scope=scope)
         issued = issue_access_token(
             who,
             keys=config.keys,
@@ -87,6 +95,8 @@ class ClientCredentialsGrant:
             ttl=config.ttl,
             now=now,
         )
+        if reuse is not None:
+            reuse.put(reuse_key(client, scope), issued)
         return TokenResponse(access_token=issued.token, expires_in=issued.expires_in, scope=scope)
 
 

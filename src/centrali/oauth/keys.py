@@ -1,4 +1,8 @@
-"""Signing keys: RSA generation, ``kid`` as the RFC 7638 thumbprint, JWKS (RFC 7517)."""
+"""Signing keys: generation, ``kid`` as the RFC 7638 thumbprint, JWKS (RFC 7517).
+
+RS256 (RSA-2048) is the default; ES256 (P-256) and EdDSA (Ed25519) sign several times
+faster and can be chosen with ``CENTRALI_SIGNING_ALG`` where every verifier supports them.
+"""
 
 from __future__ import annotations
 
@@ -11,20 +15,36 @@ from functools import cached_property
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from jwt.algorithms import RSAAlgorithm
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
+from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
 SIGNING_ALG = "RS256"
+SUPPORTED_ALGS = ("RS256", "ES256", "EdDSA")
 RSA_KEY_BITS = 2048
+# RFC 7638 §3.2: the required members of each key type, in the thumbprint's input.
+_THUMBPRINT_MEMBERS = {
+    "RSA": ("e", "kty", "n"),
+    "EC": ("crv", "kty", "x", "y"),
+    "OKP": ("crv", "kty", "x"),
+}
 
 
 def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def generate_private_key_pem() -> str:
-    """A new RSA-2048 private key as unencrypted PKCS#8 PEM."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=RSA_KEY_BITS)
+def generate_private_key_pem(alg: str = SIGNING_ALG) -> str:
+    """A new private key for ``alg`` as unencrypted PKCS#8 PEM."""
+    key: PrivateKeyTypes
+    if alg == "RS256":
+        key = rsa.generate_private_key(public_exponent=65537, key_size=RSA_KEY_BITS)
+    elif alg == "ES256":
+        key = ec.generate_private_key(ec.SECP256R1())
+    elif alg == "EdDSA":
+        key = ed25519.Ed25519PrivateKey.generate()
+    else:
+        raise ValueError(f"unsupported signing algorithm: {alg}")
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -33,8 +53,8 @@ def generate_private_key_pem() -> str:
 
 
 def thumbprint(jwk: Mapping[str, Any]) -> str:
-    """RFC 7638 JWK thumbprint (SHA-256) of an RSA public key."""
-    members = {name: jwk[name] for name in ("e", "kty", "n")}
+    """RFC 7638 JWK thumbprint (SHA-256) of a public key."""
+    members = {name: jwk[name] for name in _THUMBPRINT_MEMBERS[jwk["kty"]]}
     canonical = json.dumps(members, separators=(",", ":"), sort_keys=True).encode()
     return _b64url(hashlib.sha256(canonical).digest())
 
@@ -45,22 +65,40 @@ class SigningKey:
 
     kid: str
     alg: str
-    private_key: rsa.RSAPrivateKey = field(repr=False)
+    private_key: Any = field(repr=False)
     public_jwk: Mapping[str, Any] = field(repr=False)
-    public_key: rsa.RSAPublicKey = field(repr=False)
+    public_key: Any = field(repr=False)
+
+
+def alg_for_key(key: PublicKeyTypes) -> str:
+    """The one JWS algorithm a public key of ours verifies (no algorithm confusion)."""
+    if isinstance(key, rsa.RSAPublicKey):
+        return "RS256"
+    if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
+        return "ES256"
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return "EdDSA"
+    raise ValueError(f"unsupported key type: {type(key).__name__}")
 
 
 def load_signing_key(private_pem: str, alg: str = SIGNING_ALG) -> SigningKey:
     """Parse a PEM private key and derive its public JWK and kid."""
     key = serialization.load_pem_private_key(private_pem.encode("ascii"), password=None)
-    if not isinstance(key, rsa.RSAPrivateKey):
-        raise ValueError("signing key is not an RSA key")
-    jwk: dict[str, Any] = RSAAlgorithm.to_jwk(key.public_key(), as_dict=True)
+    public = key.public_key()
+    if alg_for_key(public) != alg:
+        raise ValueError(f"signing key does not match its algorithm {alg}")
+    jwk: dict[str, Any]
+    if isinstance(public, rsa.RSAPublicKey):
+        jwk = RSAAlgorithm.to_jwk(public, as_dict=True)
+    elif isinstance(public, ec.EllipticCurvePublicKey):
+        jwk = ECAlgorithm.to_jwk(public, as_dict=True)
+    elif isinstance(public, ed25519.Ed25519PublicKey):
+        jwk = OKPAlgorithm.to_jwk(public, as_dict=True)
+    else:  # pragma: no cover - alg_for_key already refused it
+        raise ValueError("unsupported key type")
     kid = thumbprint(jwk)
     jwk.update({"kid": kid, "alg": alg, "use": "sig"})
-    return SigningKey(
-        kid=kid, alg=alg, private_key=key, public_jwk=jwk, public_key=key.public_key()
-    )
+    return SigningKey(kid=kid, alg=alg, private_key=key, public_jwk=jwk, public_key=public)
 
 
 @dataclass(frozen=True)
@@ -77,7 +115,7 @@ class KeySet:
         return cls(signing=signing, verification=keys)
 
     @cached_property
-    def public_keys(self) -> dict[str, rsa.RSAPublicKey]:
+    def public_keys(self) -> dict[str, Any]:
         """Verification keys by kid."""
         return {kid: k.public_key for kid, k in self.verification.items()}
 

@@ -14,10 +14,11 @@ from typing import Any
 
 import jwt
 
-from centrali.oauth.keys import KeySet
+from centrali.oauth.keys import SUPPORTED_ALGS, KeySet, alg_for_key
 
 ACCESS_TOKEN_TYP = "at+jwt"
-ALLOWED_ALGS = ("RS256",)
+# Accepted in a header at all; each key then verifies only its own algorithm (alg_for_key).
+ALLOWED_ALGS = SUPPORTED_ALGS
 _ACCEPTED_TYPS = frozenset({"at+jwt", "application/at+jwt"})
 REQUIRED_CLAIMS = ("sub", "iss", "aud", "iat", "exp", "workspace", "isServiceAccount")
 
@@ -138,11 +139,14 @@ def verify_with_public_keys(
     key = public_keys.get(kid) if isinstance(kid, str) else None
     if key is None:
         raise UnknownKeyError("unknown kid")
+    alg = alg_for_key(key)
+    if header["alg"] != alg:
+        raise InvalidTokenError(f"algorithm {header['alg']!r} does not match the key ({alg})")
     try:
         claims: dict[str, Any] = jwt.decode(
             token,
             key,
-            algorithms=list(ALLOWED_ALGS),
+            algorithms=[alg],
             issuer=issuer,
             audience=audience,
             options={"verify_exp": False, "verify_iat": False, "verify_nbf": False},

@@ -2,34 +2,42 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy.exc import IntegrityError
 
-from centrali.oauth.keys import KeySet, generate_private_key_pem, load_signing_key
+from centrali.oauth.keys import SIGNING_ALG, KeySet, generate_private_key_pem, load_signing_key
 from centrali.services.context import utcnow
 from centrali.store import repositories as repo
 from centrali.store.db import Database
 from centrali.store.tables import SigningKeyRow
 
 
-def ensure_signing_key(db: Database) -> None:
-    """Create the first key unless one exists; safe when several servers start at once."""
+def _has_key(rows: Sequence[SigningKeyRow], alg: str) -> bool:
+    return any(r.alg == alg for r in rows)
+
+
+def ensure_signing_key(db: Database, alg: str = SIGNING_ALG) -> None:
+    """Create a key for ``alg`` unless one exists; safe when several servers start at once."""
     with db.read() as session:
-        if repo.live_signing_keys(session):
+        if _has_key(repo.live_signing_keys(session), alg):
             return
-    add_signing_key(db, only_if_none=True)
+    add_signing_key(db, alg, only_if_none=True)
 
 
-def add_signing_key(db: Database, *, only_if_none: bool = False) -> str | None:
-    """Store a new RSA key one generation above the newest; returns its kid (None when
-    ``only_if_none`` and another process stored a key first)."""
-    pem = generate_private_key_pem()  # slow: outside the transaction
-    key = load_signing_key(pem)
+def add_signing_key(
+    db: Database, alg: str = SIGNING_ALG, *, only_if_none: bool = False
+) -> str | None:
+    """Store a new key one generation above the newest; returns its kid (None when
+    ``only_if_none`` and another process stored a key for ``alg`` first)."""
+    pem = generate_private_key_pem(alg)  # slow for RSA: outside the transaction
+    key = load_signing_key(pem, alg)
     try:
         with db.write() as session:
             # Racing writers: SQLite serializes them (BEGIN IMMEDIATE), so the second sees
             # the first's key here; on PostgreSQL both may pass this check, and the unique
             # generation makes the second insert fail.
-            if only_if_none and repo.live_signing_keys(session):
+            if only_if_none and _has_key(repo.live_signing_keys(session), alg):
                 return None
             session.add(
                 SigningKeyRow(
@@ -47,11 +55,12 @@ def add_signing_key(db: Database, *, only_if_none: bool = False) -> str | None:
     return key.kid
 
 
-def load_key_set(db: Database) -> KeySet:
-    """The newest live key signs; every live key verifies."""
+def load_key_set(db: Database, alg: str = SIGNING_ALG) -> KeySet:
+    """The newest live key of ``alg`` signs; every live key verifies."""
     with db.read() as session:
         rows = repo.live_signing_keys(session)
-        if not rows:
-            raise RuntimeError("no signing key in the store")
+        signing = next((r for r in rows if r.alg == alg), None)
+        if signing is None:
+            raise RuntimeError(f"no {alg} signing key in the store")
         keys = [load_signing_key(r.private_pem, r.alg) for r in rows]
-    return KeySet.of(keys[0], keys[1:])
+    return KeySet.of(keys[rows.index(signing)], keys)

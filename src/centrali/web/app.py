@@ -11,6 +11,7 @@ from fastapi.openapi.utils import get_openapi
 
 from centrali import __version__
 from centrali.config import Settings
+from centrali.oauth.keys import SIGNING_ALG
 from centrali.services.keys import ensure_signing_key, load_key_set
 from centrali.store.db import Database
 from centrali.store.migrate import upgrade
@@ -26,10 +27,10 @@ from centrali.web.token_asgi import (
 )
 
 
-def prepare_store(db: Database) -> None:
-    """Schema at head and a signing key present; idempotent, safe to race."""
+def prepare_store(db: Database, alg: str = SIGNING_ALG) -> None:
+    """Schema at head and a signing key for ``alg`` present; idempotent, safe to race."""
     upgrade(db.engine)
-    ensure_signing_key(db)
+    ensure_signing_key(db, alg)
 
 
 def create_app(settings: Settings, *, db: Database | None = None) -> TokenDispatcher:
@@ -39,8 +40,9 @@ def create_app(settings: Settings, *, db: Database | None = None) -> TokenDispat
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        prepare_store(database)
-        app.state.runtime = Runtime(settings=settings, db=database, keys=load_key_set(database))
+        prepare_store(database, settings.signing_alg)
+        keys = load_key_set(database, settings.signing_alg)
+        app.state.runtime = Runtime(settings=settings, db=database, keys=keys)
         try:
             yield
         finally:

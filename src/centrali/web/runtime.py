@@ -10,6 +10,7 @@ from starlette.requests import Request
 from centrali.config import Settings
 from centrali.oauth.grants import IssuerConfig
 from centrali.oauth.keys import KeySet
+from centrali.oauth.reuse import TokenReuseCache
 from centrali.services.auth import TokenPolicy
 from centrali.store.client_store import SqlClientStore
 from centrali.store.db import Database
@@ -37,8 +38,9 @@ class Runtime:
     def set_keys(self, keys: KeySet) -> None:
         self.keys = keys
         s = self.settings
+        reuse = TokenReuseCache(s.token_reuse_seconds) if s.token_reuse_seconds else None
         self.issuer_config = IssuerConfig(
-            keys=keys, issuer=s.issuer, audience=s.audience, ttl=s.token_ttl
+            keys=keys, issuer=s.issuer, audience=s.audience, ttl=s.token_ttl, reuse=reuse
         )
         self.policy = TokenPolicy(keys=keys, issuer=s.issuer, audience=s.audience)
 

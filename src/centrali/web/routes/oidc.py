@@ -16,7 +16,8 @@ router = APIRouter(tags=["oidc"])
 @router.get("/.well-known/openid-configuration")
 def openid_configuration(request: Request) -> dict[str, Any]:
     """OpenID Connect discovery."""
-    return discovery_document(get_runtime(request).settings.issuer)
+    settings = get_runtime(request).settings
+    return discovery_document(settings.issuer, settings.signing_alg)
 
 
 @router.get("/oidc/jwks")
