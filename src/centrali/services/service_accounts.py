@@ -187,6 +187,7 @@ def create(
         session.add(account)
         session.flush()
         repo.set_account_groups(session, account_id=account.id, groups=chosen)
+        repo.count_live_accounts(session, workspace_id=workspace.id, delta=1)
         audit.record(
             session,
             workspace_id=workspace.id,
@@ -204,11 +205,12 @@ def list_accounts(
 ) -> tuple[list[ServiceAccountView], int]:
     with db.read() as session:
         workspace = require_workspace(session, workspace_slug)
-        rows, total = repo.list_service_accounts(
+        rows = repo.list_service_accounts(
             session, workspace_id=workspace.id, offset=page.offset, limit=page.limit
         )
         groups = repo.account_group_names(session, account_ids=[r.id for r in rows])
-        return [_view(r, workspace.slug, groups[r.id]) for r in rows], total
+        views = [_view(r, workspace.slug, groups[r.id]) for r in rows]
+        return views, workspace.service_account_count
 
 
 def get(db: Database, *, workspace_slug: str, account_id: int) -> ServiceAccountView:
@@ -384,7 +386,8 @@ def activate(
 
 
 def delete(db: Database, *, workspace_slug: str, account_id: int, actor: Actor) -> None:
-    def apply(_s: Session, _w: object, account: ServiceAccount) -> None:
+    def apply(session: Session, workspace: Any, account: ServiceAccount) -> None:
+        repo.count_live_accounts(session, workspace_id=workspace.id, delta=-1)
         account.status = "deleted"
         account.secret_hash = None
         account.tokens_valid_after = _cutoff(actor)

@@ -17,14 +17,13 @@ from typing import Any
 from sqlalchemy import Engine, bindparam, select
 
 from centrali.oauth.ports import ClientRecord
-from centrali.store.tables import Group, ServiceAccount, ServiceAccountGroup, Workspace
+from centrali.store.tables import ServiceAccount, Workspace
 
 _sa = ServiceAccount.__table__
 _ws = Workspace.__table__
-_sag = ServiceAccountGroup.__table__
-_g = Group.__table__
 
-# One row per group (or one row with a NULL group): still a single round trip.
+# The account by its unique client_id, and its workspace by primary key: one index lookup
+# each. Group names come from the account row (see repositories.set_account_groups).
 _CLIENT_LOOKUP = (
     select(
         _sa.c.secret_hash,
@@ -33,13 +32,10 @@ _CLIENT_LOOKUP = (
         _sa.c.scope,
         _sa.c.tokens_valid_after,
         _ws.c.slug,
-        _g.c.name,
+        _sa.c.group_names,
     )
     .join(_ws, _ws.c.id == _sa.c.workspace_id)
-    .outerjoin(_sag, _sag.c.service_account_id == _sa.c.id)
-    .outerjoin(_g, _g.c.id == _sag.c.group_id)
     .where(_sa.c.client_id == bindparam("client_id"))
-    .order_by(_g.c.name)
 )
 
 
@@ -93,9 +89,11 @@ class SqlClientStore:
                     raise StoreUnavailableError(type(exc).__name__) from exc
         if not rows:
             return None
-        secret_hash, status, grant_types, scope, valid_after, slug, _ = rows[0]
+        secret_hash, status, grant_types, scope, valid_after, slug, groups = rows[0]
         if isinstance(grant_types, str):  # SQLite hands JSON back as text
             grant_types = json.loads(grant_types)
+        if isinstance(groups, str):
+            groups = json.loads(groups)
         return ClientRecord(
             client_id=client_id,
             secret_hash=secret_hash,
@@ -103,7 +101,7 @@ class SqlClientStore:
             workspace=slug,
             grant_types=tuple(grant_types or ()),
             scopes=tuple(scope.split()),
-            groups=tuple(r[6] for r in rows if r[6] is not None),
+            groups=tuple(groups or ()),
             tokens_valid_after=int(valid_after or 0),
         )
 

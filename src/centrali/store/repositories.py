@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import Select, delete, func, select
+from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -119,14 +119,23 @@ def get_service_account(
 
 def list_service_accounts(
     session: Session, *, workspace_id: int, offset: int, limit: int
-) -> tuple[Sequence[ServiceAccount], int]:
-    total = session.scalar(
-        select(func.count()).select_from(_live_accounts(workspace_id).subquery())
+) -> Sequence[ServiceAccount]:
+    """One page of live accounts by id. The page's ids come from the partial index
+    ``ix_service_accounts_live`` alone (a deferred join), so a deep page skips index entries,
+    not table rows."""
+    page_ids = (
+        select(ServiceAccount.id)
+        .where(ServiceAccount.workspace_id == workspace_id, ServiceAccount.status != "deleted")
+        .order_by(ServiceAccount.id)
+        .offset(offset)
+        .limit(limit)
     )
-    rows = session.scalars(
-        _live_accounts(workspace_id).order_by(ServiceAccount.id).offset(offset).limit(limit)
-    ).all()
-    return rows, int(total or 0)
+    stmt = (
+        select(ServiceAccount)
+        .where(ServiceAccount.id.in_(page_ids.scalar_subquery()))
+        .order_by(ServiceAccount.id)
+    )
+    return session.scalars(stmt).all()
 
 
 def account_group_names(session: Session, *, account_ids: Sequence[int]) -> dict[int, list[str]]:
@@ -145,11 +154,28 @@ def account_group_names(session: Session, *, account_ids: Sequence[int]) -> dict
 
 
 def set_account_groups(session: Session, *, account_id: int, groups: Iterable[Group]) -> None:
+    """The account's groups, in the association table and in ``group_names`` (the token
+    endpoint's copy): the one place that writes either."""
+    groups = list(groups)
     session.execute(
         delete(ServiceAccountGroup).where(ServiceAccountGroup.service_account_id == account_id)
     )
     session.add_all(
         ServiceAccountGroup(service_account_id=account_id, group_id=g.id) for g in groups
+    )
+    session.execute(
+        update(ServiceAccount)
+        .where(ServiceAccount.id == account_id)
+        .values(group_names=sorted(g.name for g in groups))
+    )
+
+
+def count_live_accounts(session: Session, *, workspace_id: int, delta: int) -> None:
+    """Move a workspace's live-account count, atomically (UPDATE … SET n = n + delta)."""
+    session.execute(
+        update(Workspace)
+        .where(Workspace.id == workspace_id)
+        .values(service_account_count=Workspace.service_account_count + delta)
     )
 
 

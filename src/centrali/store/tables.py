@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -64,6 +65,9 @@ class Workspace(Base):
     slug: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # Live (not deleted) service accounts; kept with each create and delete, so a list's
+    # `total` is one row read instead of a count over every account.
+    service_account_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class User(Base):
@@ -123,6 +127,13 @@ class ServiceAccount(Base):
     __tablename__ = "service_accounts"
     __table_args__ = (
         Index("ix_service_accounts_workspace_status_id", "workspace_id", "status", "id"),
+        Index(
+            "ix_service_accounts_live",
+            "workspace_id",
+            "id",
+            sqlite_where=text("status <> 'deleted'"),
+            postgresql_where=text("status <> 'deleted'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -136,6 +147,9 @@ class ServiceAccount(Base):
     scope: Mapped[str] = mapped_column(String(512))
     # active | revoked | deleted (deleted rows are kept so a clientId is never reused).
     status: Mapped[str] = mapped_column(String(16))
+    # The names of the account's groups, written with service_account_groups by
+    # repositories.set_account_groups: the token endpoint reads them without a join.
+    group_names: Mapped[list[str] | None] = mapped_column(JSON)
     # Access tokens with iat below this epoch second are refused.
     tokens_valid_after: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
