@@ -10,6 +10,7 @@ import uvicorn
 from centrali.cli.base import cli, open_store, with_settings
 from centrali.config import Settings
 from centrali.services.issuer import publish_issuer
+from centrali.web.supervisor import APP, serve_workers, uvicorn_options
 
 
 @cli.command()
@@ -31,17 +32,9 @@ def serve(settings: Settings) -> None:
         f"(issuer {settings.issuer}, {settings.workers} worker(s))",
         err=True,
     )
-    uvicorn.run(
-        "centrali.web.app:create_app_from_env",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_level=settings.log_level,
-        proxy_headers=False,
-        server_header=False,
-        # A worker imports the whole app before it answers; on a busy 2-core machine that
-        # can take longer than uvicorn's 5 s default, which would kill and respawn it.
-        timeout_worker_healthcheck=60,
-        timeout_graceful_shutdown=10,
-    )
+    if settings.workers > 1:
+        serve_workers(settings.host, settings.port, settings.workers, settings.log_level)
+    else:
+        uvicorn.run(
+            APP, host=settings.host, port=settings.port, **uvicorn_options(settings.log_level)
+        )
