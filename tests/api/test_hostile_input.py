@@ -82,3 +82,45 @@ def test_record_data_with_nul_is_refused(
     assert r.json()["error"] == "invalid_request"
     listed = factory.client.get(f"{API}/records", headers=bearer(admin)).json()
     assert listed["total"] == 0
+
+
+def test_token_endpoint_other_methods_get_405(factory: Factory) -> None:
+    r = factory.client.get("/oidc/token")
+    assert r.status_code == 405
+    assert r.headers["allow"] == "POST"
+    assert r.json()["error"] == "invalid_request"
+
+
+def test_token_endpoint_bug_is_a_fixed_500(
+    factory: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    factory.workspace()
+    account = factory.service_account(factory.admin())
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("secret-bearing detail that must not leak")
+
+    monkeypatch.setattr("centrali.web.token_asgi.handle_token_request", broken)
+    r = factory.token_response(account["clientId"], account["clientSecret"])
+    assert r.status_code == 500
+    assert r.json() == {"error": "server_error", "error_description": "Internal server error"}
+    assert "secret-bearing" not in r.text
+
+
+def test_token_endpoint_store_down_is_503(
+    factory: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from centrali.store.client_store import SqlClientStore, StoreUnavailableError
+
+    factory.workspace()
+    account = factory.service_account(factory.admin())
+
+    def down(self: SqlClientStore, client_id: str) -> None:
+        raise StoreUnavailableError("OperationalError")
+
+    monkeypatch.setattr(SqlClientStore, "find_client", down)
+    r = factory.token_response(account["clientId"], account["clientSecret"])
+    assert r.status_code == 503
+    assert r.headers["retry-after"] == "1"
+    assert r.headers["cache-control"] == "no-store"
+    assert r.json()["error"] == "temporarily_unavailable"

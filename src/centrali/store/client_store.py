@@ -15,6 +15,7 @@ import threading
 from typing import Any
 
 from sqlalchemy import Engine, bindparam, select
+from sqlalchemy.exc import DBAPIError
 
 from centrali.oauth.ports import ClientRecord
 from centrali.store.tables import ServiceAccount, Workspace
@@ -53,7 +54,8 @@ class SqlClientStore:
         positional = compiled.positiontup
         self._positional = positional is not None
         self._local = threading.local()
-        self._dbapi_error: type[Exception] = engine.dialect.loaded_dbapi.Error
+        # The driver's own errors, and SQLAlchemy's wrapping of them (pool connect).
+        self._errors: tuple[type[Exception], ...] = (engine.dialect.loaded_dbapi.Error, DBAPIError)
 
     def _params(self, client_id: str) -> Any:
         return (client_id,) if self._positional else {"client_id": client_id}
@@ -83,7 +85,7 @@ class SqlClientStore:
                 finally:
                     cursor.close()
                 break
-            except self._dbapi_error as exc:
+            except self._errors as exc:
                 self._drop_connection()
                 if attempt == 2:
                     raise StoreUnavailableError(type(exc).__name__) from exc

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -21,6 +22,8 @@ from centrali.oauth.token_endpoint import TokenRequest, handle_token_request, pa
 from centrali.store.client_store import StoreUnavailableError
 from centrali.web.body_limit import too_large_body
 from centrali.web.runtime import Runtime
+
+log = logging.getLogger("centrali.web")
 
 TOKEN_PATH = "/oidc/token"
 _JSON_HEADERS = [
@@ -111,6 +114,11 @@ class TokenDispatcher:
         except OAuthError as exc:
             headers = [(k.lower().encode(), v.encode()) for k, v in exc.headers().items()]
             await _answer(send, exc.status_code, exc.body(), headers)
+            return
+        except Exception:  # a bug: a fixed answer on the wire, the traceback in the log
+            log.exception("token endpoint failed")
+            failure = {"error": "server_error", "error_description": "Internal server error"}
+            await _answer(send, 500, failure, [])
             return
         await _answer(send, 200, payload, [])
 

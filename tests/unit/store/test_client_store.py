@@ -1,0 +1,49 @@
+"""The token endpoint's lookup: one statement on a raw connection that survives a reconnect."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+
+from centrali.services import service_accounts as accounts
+from centrali.services.context import Actor
+from centrali.services.workspaces import create_workspace
+from centrali.store.client_store import SqlClientStore, StoreUnavailableError
+from centrali.store.db import Database
+
+
+def test_lookup_reads_the_account(db: Database) -> None:
+    create_workspace(db, slug="acme-corp")
+    view = accounts.create(
+        db, workspace_slug="acme-corp", actor=Actor("u"), name="n", groups=["developers"]
+    )
+    store = SqlClientStore(db.autocommit_engine)
+    record = store.find_client(view.client_id)
+    assert record is not None
+    assert (record.workspace, record.groups, record.active) == ("acme-corp", ("developers",), True)
+    assert record.grant_types == ("client_credentials",) and record.scopes == ("openid",)
+    assert store.find_client("ci_unknown") is None
+    accounts.revoke(db, workspace_slug="acme-corp", account_id=view.id, actor=Actor("u"))
+    revoked = store.find_client(view.client_id)
+    assert revoked is not None and not revoked.active and revoked.tokens_valid_after > 0
+    store.close()
+
+
+def test_a_killed_connection_is_replaced(db: Database) -> None:
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("needs PostgreSQL (a server-side disconnect)")
+    store = SqlClientStore(db.autocommit_engine)
+    assert store.find_client("ci_x") is None
+    pid = store._connection().driver_connection.info.backend_pid
+    with db.engine.begin() as conn:
+        conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    assert store.find_client("ci_x") is None  # reconnected once, transparently
+    store.close()
+
+
+def test_an_unreachable_store_raises_store_unavailable() -> None:
+    db = Database("postgresql://nobody@127.0.0.1:1/none", connect_args={"connect_timeout": 1})
+    store = SqlClientStore(db.autocommit_engine)
+    with pytest.raises(StoreUnavailableError):
+        store.find_client("ci_x")
+    db.dispose()
