@@ -68,6 +68,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     tables = [t.name for t in reversed(Base.metadata.sorted_tables) if t.name not in _KEEP]
     with db.engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        # Keys added by a test (another algorithm, a rotation) go; the first key stays.
+        conn.execute(
+            text(
+                "DELETE FROM signing_keys WHERE generation > "
+                "(SELECT min(generation) FROM signing_keys)"
+            )
+        )
     db.dispose()
     return url
 
