@@ -68,23 +68,24 @@ def authenticate(
     token = verify(bearer_token(authorization), policy, now)
     if token.workspace != workspace_slug:
         raise ForbiddenError("Forbidden: token belongs to another workspace")
-    with db.read() as session:
+    # Single-statement reads on the autocommit pool: no BEGIN/ROLLBACK, no ORM entities.
+    with db.autocommit_engine.connect() as conn:
         if token.is_service_account:
-            found = repo.service_account_grants(session, client_id=token.subject)
+            found = repo.service_account_grants(conn, client_id=token.subject)
             if found is None:
                 raise TokenRevokedError()
-            account, slug, grants = found
+            account, grants = found
             if (
                 account.status != "active"
-                or slug != workspace_slug
+                or account.workspace != workspace_slug
                 or token.issued_at < account.tokens_valid_after
             ):
                 raise TokenRevokedError()
         else:
-            if repo.get_workspace(session, slug=workspace_slug) is None:
+            if not repo.workspace_exists(conn, slug=workspace_slug):
                 raise NotFoundError("Workspace not found")
             member, grants = repo.user_grants(
-                session, subject=token.subject, workspace_slug=workspace_slug
+                conn, subject=token.subject, workspace_slug=workspace_slug
             )
             if not member:
                 raise ForbiddenError("Forbidden: not a member of this workspace")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import NamedTuple
 
 from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from centrali.store.tables import (
@@ -74,8 +76,12 @@ def membership_group_names(session: Session, *, membership_id: int) -> list[str]
     return list(session.scalars(stmt))
 
 
+def workspace_exists(conn: Connection | Session, *, slug: str) -> bool:
+    return conn.execute(select(Workspace.id).where(Workspace.slug == slug)).first() is not None
+
+
 def user_grants(
-    session: Session, *, subject: str, workspace_slug: str
+    conn: Connection | Session, *, subject: str, workspace_slug: str
 ) -> tuple[bool, dict[str, set[str]]]:
     """Whether the user is a member of the workspace, and its groups with their permissions."""
     stmt = (
@@ -89,7 +95,7 @@ def user_grants(
     )
     member = False
     grants: dict[str, set[str]] = {}
-    for _membership_id, group, permission in session.execute(stmt):
+    for _membership_id, group, permission in conn.execute(stmt):
         member = True
         if group is not None:
             perms = grants.setdefault(group, set())
@@ -179,28 +185,40 @@ def count_live_accounts(session: Session, *, workspace_id: int, delta: int) -> N
     )
 
 
+class AccountState(NamedTuple):
+    status: str
+    tokens_valid_after: int
+    workspace: str
+
+
 def service_account_grants(
-    session: Session, *, client_id: str
-) -> tuple[ServiceAccount, str, dict[str, set[str]]] | None:
-    """The account by client id, its workspace slug, its groups with their permissions."""
+    conn: Connection | Session, *, client_id: str
+) -> tuple[AccountState, dict[str, set[str]]] | None:
+    """The account's state by client id, and its groups with their permissions; one query,
+    plain rows (no ORM entity), so it serves every API request cheaply."""
     stmt = (
-        select(ServiceAccount, Workspace.slug, Group.name, GroupPermission.permission)
+        select(
+            ServiceAccount.status,
+            ServiceAccount.tokens_valid_after,
+            Workspace.slug,
+            Group.name,
+            GroupPermission.permission,
+        )
         .join(Workspace, Workspace.id == ServiceAccount.workspace_id)
         .outerjoin(ServiceAccountGroup, ServiceAccountGroup.service_account_id == ServiceAccount.id)
         .outerjoin(Group, Group.id == ServiceAccountGroup.group_id)
         .outerjoin(GroupPermission, GroupPermission.group_id == Group.id)
         .where(ServiceAccount.client_id == client_id)
     )
-    account: ServiceAccount | None = None
-    slug = ""
+    state: AccountState | None = None
     grants: dict[str, set[str]] = {}
-    for row_account, row_slug, group, permission in session.execute(stmt):
-        account, slug = row_account, row_slug
+    for status, valid_after, slug, group, permission in conn.execute(stmt):
+        state = AccountState(status, int(valid_after or 0), slug)
         if group is not None:
             perms = grants.setdefault(group, set())
             if permission is not None:
                 perms.add(permission)
-    return None if account is None else (account, slug, grants)
+    return None if state is None else (state, grants)
 
 
 # --- audit -----------------------------------------------------------------------------------
