@@ -19,7 +19,12 @@ from centrali.oauth.discovery import SUPPORTED_SCOPES
 from centrali.services import audit
 from centrali.services.context import Actor, isoformat
 from centrali.services.errors import InvalidBodyError, NotFoundError
-from centrali.services.validation import PageRequest, check_description, check_name
+from centrali.services.validation import (
+    PageRequest,
+    check_description,
+    check_name,
+    parse_path_id,
+)
 from centrali.services.workspaces import require_workspace
 from centrali.store import repositories as repo
 from centrali.store.db import Database
@@ -29,7 +34,6 @@ SUPPORTED_GRANT_TYPES = ("client_credentials",)
 DEFAULT_GRANT_TYPES = ("client_credentials",)
 DEFAULT_SCOPE = "openid"
 MAX_GROUPS = 50
-_MAX_ID = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,10 +106,7 @@ def _view(
 
 
 def parse_account_id(raw: str) -> int:
-    """A path id: anything but a positive integer is simply not found."""
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 19 or not 0 < int(raw) <= _MAX_ID:
-        raise NotFoundError("Service account not found")
-    return int(raw)
+    return parse_path_id(raw, "Service account not found")
 
 
 def _check_grant_types(grant_types: Sequence[str] | None) -> tuple[str, ...]:

@@ -24,6 +24,7 @@ from centrali.services.validation import (
     check_description,
     check_name,
     check_slug,
+    parse_path_id,
 )
 from centrali.services.workspaces import require_workspace
 from centrali.store import repositories as repo
@@ -33,7 +34,6 @@ from centrali.store.tables import Record, Structure
 FIELD_TYPES = ("string", "number", "integer", "boolean", "datetime", "json")
 FIELD_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 MAX_FIELDS = 100
-_MAX_ID = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,9 +308,7 @@ def delete_structure(db: Database, *, workspace_slug: str, slug: str, force: boo
 
 
 def parse_record_id(raw: str) -> int:
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 19 or not 0 < int(raw) <= _MAX_ID:
-        raise NotFoundError("Record not found")
-    return int(raw)
+    return parse_path_id(raw, "Record not found")
 
 
 def create_record(

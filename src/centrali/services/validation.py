@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
-from centrali.services.errors import InvalidBodyError
+from centrali.services.errors import InvalidBodyError, NotFoundError
 
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s.]{1,63}$")
@@ -61,6 +62,10 @@ class PageRequest:
     def offset(self) -> int:
         return (self.page - 1) * self.limit
 
+    def body(self, items: list[dict[str, Any]], total: int) -> dict[str, Any]:
+        """The wire shape of every list: ``{"data", "page", "limit", "total"}``."""
+        return {"data": items, "page": self.page, "limit": self.limit, "total": total}
+
     @classmethod
     def parse(cls, page: str | None, limit: str | None) -> PageRequest:
         """From query strings; 400 for a non-integer or out-of-range value."""
@@ -76,4 +81,14 @@ def _parse_int(raw: str | None, name: str, default: int, low: int, high: int) ->
     raw = raw.strip()
     if not raw.isascii() or not raw.isdigit() or len(raw) > 9 or not low <= int(raw) <= high:
         raise InvalidBodyError(f"{name} must be an integer from {low} to {high}", field=name)
+    return int(raw)
+
+
+_MAX_ID = 2**63 - 1
+
+
+def parse_path_id(raw: str, not_found: str) -> int:
+    """A path id: anything but a positive 64-bit integer is simply not found."""
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 19 or not 0 < int(raw) <= _MAX_ID:
+        raise NotFoundError(not_found)
     return int(raw)

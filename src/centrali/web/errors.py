@@ -10,26 +10,12 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from centrali.oauth.errors import OAuthError
 from centrali.services.errors import ApiError
 from centrali.web.body_limit import too_large_body
 
 log = logging.getLogger("centrali.web")
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-
-
-def oauth_error_response(exc: OAuthError) -> JSONResponse:
-    """RFC 6749 §5.2 JSON error, never cached."""
-    if exc.detail:
-        log.info("token request refused: %s (%s)", exc.error, exc.detail)
-    return JSONResponse(
-        exc.body(), status_code=exc.status_code, headers={**NO_STORE, **exc.headers()}
-    )
-
-
-def api_error_response(exc: ApiError) -> JSONResponse:
-    return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers())
 
 
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
@@ -51,12 +37,7 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
 
 async def _on_api_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return api_error_response(exc)
-
-
-async def _on_oauth_error(_request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, OAuthError)
-    return oauth_error_response(exc)
+    return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers())
 
 
 async def _on_validation_error(_request: Request, exc: Exception) -> Response:
@@ -89,7 +70,6 @@ async def _on_unexpected(_request: Request, exc: Exception) -> Response:
 
 def register_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _on_api_error)
-    app.add_exception_handler(OAuthError, _on_oauth_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(HTTPException, _on_http_exception)
     app.add_exception_handler(Exception, _on_unexpected)

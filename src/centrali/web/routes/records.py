@@ -43,12 +43,7 @@ def list_records(
     views, total = svc.list_records(
         get_runtime(request).db, workspace_slug=workspace_slug, record_slug=recordSlug, page=paging
     )
-    return {
-        "data": [v.as_dict() for v in views],
-        "page": paging.page,
-        "limit": paging.limit,
-        "total": total,
-    }
+    return paging.body([v.as_dict() for v in views], total)
 
 
 @router.get("/{record_id}")

@@ -57,12 +57,7 @@ def list_service_accounts(
     views, total = accounts.list_accounts(
         get_runtime(request).db, workspace_slug=workspace_slug, page=paging
     )
-    return {
-        "data": [v.as_dict() for v in views],
-        "page": paging.page,
-        "limit": paging.limit,
-        "total": total,
-    }
+    return paging.body([v.as_dict() for v in views], total)
 
 
 @router.get("/{account_id}")

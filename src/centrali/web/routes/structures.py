@@ -28,12 +28,7 @@ def list_structures(
     views, total = svc.list_structures(
         get_runtime(request).db, workspace_slug=workspace_slug, page=paging
     )
-    return {
-        "data": [v.as_dict() for v in views],
-        "page": paging.page,
-        "limit": paging.limit,
-        "total": total,
-    }
+    return paging.body([v.as_dict() for v in views], total)
 
 
 @router.post("", status_code=201)
