@@ -34,9 +34,10 @@ def add_signing_key(
     key = load_signing_key(pem, alg)
     try:
         with db.write() as session:
-            # Racing writers: SQLite serializes them (BEGIN IMMEDIATE), so the second sees
-            # the first's key here; on PostgreSQL both may pass this check, and the unique
-            # generation makes the second insert fail.
+            # Racing writers are serialized (BEGIN IMMEDIATE on SQLite, an advisory lock on
+            # PostgreSQL), so the second sees the first's key here; the unique generation
+            # is the backstop.
+            repo.lock_signing_keys(session)
             if only_if_none and _has_key(repo.live_signing_keys(session), alg):
                 return None
             session.add(

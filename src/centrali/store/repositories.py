@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import Select, delete, func, select, update
+from sqlalchemy import Select, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -268,6 +268,17 @@ def live_signing_keys(session: Session) -> Sequence[SigningKeyRow]:
         .order_by(SigningKeyRow.generation.desc())
     )
     return session.scalars(stmt).all()
+
+
+_KEY_WRITERS_LOCK = 7261120456  # migrations use ...455
+
+
+def lock_signing_keys(session: Session) -> None:
+    """Serialize writers of the key table until the transaction ends. SQLite's write
+    transactions are serialized already (BEGIN IMMEDIATE); on PostgreSQL, READ COMMITTED
+    would let two writers both see "no key" and store one generation each."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _KEY_WRITERS_LOCK})
 
 
 def max_key_generation(session: Session) -> int:
