@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, PrivateAttr, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -30,6 +30,40 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(64 * 1024, ge=1024, description="Largest request body accepted")
     log_level: str = Field("info", description="uvicorn/python log level")
+    log_format: Literal["json", "text"] = Field(
+        "json", description="Server log lines: one JSON object each (default) or plain text"
+    )
+    # --- abuse limits on the token endpoint (0 turns a limit off) ---
+    token_failures_per_ip: int = Field(
+        100, ge=0, description="Failed token requests per source address per minute"
+    )
+    token_failures_per_client_ip: int = Field(
+        20, ge=0, description="Failed token requests per source address and client_id per minute"
+    )
+    token_issuance_per_client: int = Field(
+        0, ge=0, description="Tokens issued per client_id per minute (0: no limit)"
+    )
+    redis_url: str = Field("", description="Share the abuse limits between instances via Redis")
+    # --- keys ---
+    master_key: SecretStr = Field(
+        SecretStr(""), description="Base64 of 32 bytes: encrypts private keys at rest (AES-GCM)"
+    )
+    key_lead_time: int = Field(
+        900, ge=0, le=86400 * 7, description="Seconds a rotated-in key is published before it signs"
+    )
+    key_refresh_seconds: float = Field(
+        10.0, gt=0, le=3600, description="How often a worker rereads the keys from the store"
+    )
+    # --- HTTP hygiene ---
+    cors_origins: str = Field(
+        "", description="Comma-separated origins allowed by CORS (empty: CORS off)"
+    )
+    ssl_certfile: str = Field("", description="TLS certificate (PEM) for `serve`")
+    ssl_keyfile: str = Field("", description="TLS private key (PEM) for `serve`")
+    keep_alive_timeout: int = Field(5, ge=1, le=300, description="Idle keep-alive (s)")
+    body_timeout: float = Field(
+        10.0, gt=0, le=300, description="Seconds a client may take to send a request body"
+    )
 
     # True when the issuer was configured rather than derived from the port.
     _issuer_configured: bool = PrivateAttr(False)
@@ -51,3 +85,7 @@ class Settings(BaseSettings):
     @property
     def issuer_configured(self) -> bool:
         return self._issuer_configured
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]

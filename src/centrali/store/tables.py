@@ -180,11 +180,52 @@ class SigningKeyRow(Base):
     public_jwk: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     retired_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # Published in the JWKS from creation; signs only from this time on (None: at once).
+    activates_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class RevokedToken(Base):
+    """An access token revoked by its ``jti`` (RFC 7009); kept until the token expires."""
+
+    __tablename__ = "revoked_tokens"
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    workspace_id: Mapped[int | None] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE")
+    )
+    client_id: Mapped[str] = mapped_column(String(128))
+    # The token's own ``exp`` (epoch seconds): the row can go once it has passed.
+    expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
+    revoked_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class TokenFailureCount(Base):
+    """Failed token requests counted per client id, reason and hour, not row by row.
+
+    Ids that match no account are counted under one ``client_id`` ("unknown") so a flood of
+    made-up ids cannot grow the table."""
+
+    __tablename__ = "token_failure_counts"
+
+    client_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(32), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(UtcDateTime(), primary_key=True)
+    workspace_id: Mapped[int | None] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
+    )
+    count: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_seen_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class AuditEvent(Base):
     __tablename__ = "audit_events"
-    __table_args__ = (Index("ix_audit_events_workspace_id_id", "workspace_id", "id"),)
+    __table_args__ = (
+        Index("ix_audit_events_workspace_id_id", "workspace_id", "id"),
+        Index("ix_audit_events_workspace_id_action_id", "workspace_id", "action", "id"),
+        Index("ix_audit_events_workspace_id_actor_id", "workspace_id", "actor", "id"),
+        Index("ix_audit_events_workspace_id_target_id", "workspace_id", "target", "id"),
+        Index("ix_audit_events_workspace_id_created_at", "workspace_id", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
