@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = Field(
         "json", description="Server log lines: one JSON object each (default) or plain text"
     )
+    access_log: bool = Field(True, description="One log line per request answered")
     # --- abuse limits on the token endpoint (0 turns a limit off) ---
     token_failures_per_ip: int = Field(
         100, ge=0, description="Failed token requests per source address per minute"
@@ -60,9 +61,29 @@ class Settings(BaseSettings):
     )
     ssl_certfile: str = Field("", description="TLS certificate (PEM) for `serve`")
     ssl_keyfile: str = Field("", description="TLS private key (PEM) for `serve`")
+    forwarded_allow_ips: str = Field(
+        "",
+        description="Proxies (comma-separated IPs/CIDRs) whose X-Forwarded-For/-Proto are trusted",
+    )
     keep_alive_timeout: int = Field(5, ge=1, le=300, description="Idle keep-alive (s)")
     body_timeout: float = Field(
         10.0, gt=0, le=300, description="Seconds a client may take to send a request body"
+    )
+    # --- human sign-in (OpenID Connect provider; 0 turns a login limit off) ---
+    login_failures_per_ip: int = Field(
+        20, ge=0, description="Failed sign-ins per source address per minute"
+    )
+    login_failures_per_account: int = Field(
+        10, ge=0, description="Failed sign-ins per email address per minute"
+    )
+    user_token_ttl: int = Field(
+        900, ge=60, le=86400, description="Lifetime (s) of access tokens issued to signed-in users"
+    )
+    refresh_token_ttl: int = Field(
+        28800, ge=60, le=86400 * 90, description="Lifetime (s) of a refresh-token chain"
+    )
+    session_ttl: int = Field(
+        28800, ge=60, le=86400 * 90, description="Lifetime (s) of a sign-in at the provider"
     )
 
     # True when the issuer was configured rather than derived from the port.
@@ -76,7 +97,8 @@ class Settings(BaseSettings):
             path = (self.data_dir / "centrali.db").resolve()
             object.__setattr__(self, "database_url", f"sqlite:///{path}")
         if not self.issuer:
-            object.__setattr__(self, "issuer", f"http://127.0.0.1:{self.port}")
+            scheme = "https" if self.ssl_certfile else "http"
+            object.__setattr__(self, "issuer", f"{scheme}://127.0.0.1:{self.port}")
         object.__setattr__(self, "issuer", self.issuer.rstrip("/"))
         if not self.audience:
             object.__setattr__(self, "audience", self.issuer)

@@ -100,7 +100,7 @@ def test_token_endpoint_bug_is_a_fixed_500(
     def broken(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("secret-bearing detail that must not leak")
 
-    monkeypatch.setattr("centrali.web.token_asgi.handle_token_request", broken)
+    monkeypatch.setattr("centrali.web.token_asgi.complete_token_request", broken)
     r = factory.token_response(account["clientId"], account["clientSecret"])
     assert r.status_code == 500
     assert r.json() == {"error": "server_error", "error_description": "Internal server error"}

@@ -301,7 +301,7 @@ def test_create_accepts_non_ascii_text(env: Env) -> None:
 def test_list_of_empty_workspace(env: Env) -> None:
     r = env.call("GET", BASE)
     assert r.status_code == 200, r.text
-    assert r.json() == {"data": [], "page": 1, "limit": 20, "total": 0}
+    assert r.json() == {"data": [], "page": 1, "limit": 20, "total": 0, "nextAfter": None}
 
 
 @pytest.fixture
@@ -359,7 +359,47 @@ def test_list_page_past_the_end_is_200_and_empty(
         "page": int(page),
         "limit": int(limit) if limit else 20,
         "total": 25,
+        "nextAfter": None,
     }
+
+
+def test_keyset_pages_walk_every_account_once(env: Env, accounts25: list[dict[str, Any]]) -> None:
+    """``after`` + ``nextAfter``: the same accounts, in the same order, as numbered pages."""
+    env.call("DELETE", f"{BASE}/{accounts25[3]['id']}")
+    live = [a["id"] for a in accounts25 if a["id"] != accounts25[3]["id"]]
+    seen: list[int] = []
+    after = "0"
+    pages = 0
+    while after is not None:
+        r = env.call("GET", BASE, params={"after": after, "limit": "10"})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert "page" not in body
+        assert (body["after"], body["limit"], body["total"]) == (int(after), 10, 24)
+        seen += [item["id"] for item in body["data"]]
+        after = None if body["nextAfter"] is None else str(body["nextAfter"])
+        pages += 1
+        assert pages < 10
+    assert seen == sorted(live)
+    numbered = env.call("GET", BASE, params={"page": "2", "limit": "10"}).json()
+    assert (
+        numbered["data"]
+        == env.call("GET", BASE, params={"after": str(seen[9]), "limit": "10"}).json()["data"]
+    )
+    assert numbered["nextAfter"] == seen[19]
+
+
+@pytest.mark.parametrize("after", ["-1", "x", "1.5", "9" * 20, ""])
+def test_keyset_after_must_be_an_id(env: Env, after: str) -> None:
+    r = env.call("GET", BASE, params={"after": after})
+    assert r.status_code == 400, r.text
+    assert r.json()["field"] == "after"
+
+
+def test_keyset_after_and_page_together_are_refused(env: Env) -> None:
+    r = env.call("GET", BASE, params={"after": "1", "page": "2"})
+    assert r.status_code == 400, r.text
+    assert r.json()["field"] == "after"
 
 
 @pytest.mark.parametrize(

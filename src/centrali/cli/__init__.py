@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from centrali.cli import audit, bootstrap, db, group, serve, user, workspace  # noqa: F401  (registers)
+from centrali.cli import audit, bootstrap, client, db, group, keys, serve, user, workspace  # noqa: F401  (registers)
 from centrali.cli.base import cli
 
 

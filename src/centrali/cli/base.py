@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from centrali.config import Settings
+from centrali.oauth.keywrap import MasterKeyError
 from centrali.services.context import Actor
 from centrali.services.errors import ApiError
 from centrali.store.db import Database
@@ -32,6 +33,8 @@ class _Group(click.Group):
             raise click.ClickException(f"the store failed: {reason}") from None
         except OSError as exc:
             raise click.ClickException(f"{exc.strerror or exc}: {exc.filename or ''}") from None
+        except MasterKeyError as exc:
+            raise SettingError(str(exc)) from None
 
 
 class SettingError(click.ClickException):
@@ -70,6 +73,8 @@ _SETTING_NAMES = (
     "port",
     "workers",
     "log_level",
+    "ssl_certfile",
+    "ssl_keyfile",
 )
 
 
@@ -109,8 +114,10 @@ def cli_actor() -> Actor:
 
 def open_store(settings: Settings) -> Database:
     """The store at the latest schema, with a signing key."""
+    from centrali.services.keys import KeyPolicy
     from centrali.web.app import prepare_store
 
+    policy = KeyPolicy.from_settings(settings)  # a malformed master key fails before the store
     db = Database(settings.database_url)
-    prepare_store(db, settings.signing_alg)
+    prepare_store(db, settings.signing_alg, policy)
     return db

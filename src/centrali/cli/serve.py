@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import signal
 
 import click
 import uvicorn
+from pydantic import SecretStr
 
-from centrali.cli.base import cli, open_store, with_settings
+from centrali.cli.base import SettingError, cli, open_store, with_settings
 from centrali.config import Settings
 from centrali.services.issuer import publish_issuer
 from centrali.web.supervisor import APP, serve_workers, uvicorn_options
@@ -18,23 +21,65 @@ from centrali.web.supervisor import APP, serve_workers, uvicorn_options
 @click.option("--port", type=int, help="CENTRALI_PORT (default 8000)")
 @click.option("--workers", type=int, help="CENTRALI_WORKERS (default 1)")
 @click.option("--log-level", help="CENTRALI_LOG_LEVEL (default info)")
+@click.option("--ssl-certfile", help="CENTRALI_SSL_CERTFILE: serve HTTPS with this certificate")
+@click.option("--ssl-keyfile", help="CENTRALI_SSL_KEYFILE: the certificate's private key")
 @with_settings
 def serve(settings: Settings) -> None:
     """Serve the auth server and the workspace API (migrates the store first)."""
+    for name in ("ssl_certfile", "ssl_keyfile"):
+        path = getattr(settings, name)
+        if path and not os.path.isfile(path):
+            raise SettingError(f"invalid setting {name}: no such file: {path}")
+    if settings.ssl_keyfile and not settings.ssl_certfile:
+        raise SettingError("invalid setting ssl_keyfile: needs ssl_certfile too")
     db = open_store(settings)
     publish_issuer(db, settings)
     db.dispose()
     # Workers build their own Settings from the environment: hand them the resolved values.
     for name, value in settings.model_dump().items():
-        os.environ[f"CENTRALI_{name.upper()}"] = str(value)
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        os.environ[f"CENTRALI_{name.upper()}"] = str(raw)
+    scheme = "https" if settings.ssl_certfile else "http"
     click.echo(
-        f"centrali: serving on http://{settings.host}:{settings.port} "
+        f"centrali: serving on {scheme}://{settings.host}:{settings.port} "
         f"(issuer {settings.issuer}, {settings.workers} worker(s))",
         err=True,
     )
+    warning = plain_http_warning(settings)
+    if warning:
+        click.echo(f"centrali: WARNING: {warning}", err=True)
     if settings.workers > 1:
-        serve_workers(settings.host, settings.port, settings.workers, settings.log_level)
+        serve_workers(settings.host, settings.port, settings.workers)
     else:
-        uvicorn.run(
-            APP, host=settings.host, port=settings.port, **uvicorn_options(settings.log_level)
-        )
+        # uvicorn re-raises the SIGTERM it caught once it has drained: end with status 0
+        # then, as the --workers supervisor does, so a stop reads as a clean exit.
+        signal.signal(signal.SIGTERM, _exit_cleanly)
+        uvicorn.run(APP, host=settings.host, port=settings.port, **uvicorn_options(settings))
+
+
+def _exit_cleanly(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
+
+
+def plain_http_warning(settings: Settings) -> str | None:
+    """Tokens and secrets in clear text on a network: say so, loudly, at start."""
+    if _is_loopback(settings.host):
+        return None
+    if settings.ssl_certfile:
+        return None
+    if settings.issuer.startswith("https://"):
+        return None  # TLS ends at a proxy in front, as the issuer says
+    return (
+        f"serving plain HTTP on {settings.host} with issuer {settings.issuer}: client secrets "
+        "and tokens cross the network unencrypted. Use --ssl-certfile/--ssl-keyfile, or a "
+        "TLS proxy and an https:// CENTRALI_ISSUER."
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,5 +1,10 @@
 """Client authentication at the token endpoint (RFC 6749 §2.3.1): client_secret_basic and
-client_secret_post, never both in one request."""
+client_secret_post, never both in one request; and ``none`` for public clients (§2.1,
+§3.2.1: ``client_id`` in the body, no secret), offered only for the grants that allow it.
+
+Service accounts are unaffected by ``none``: a grant that does not allow it keeps answering
+a ``client_id`` without a secret with 401 ``invalid_client``, and a public client id is
+never looked up among the service accounts (nor the other way round)."""
 
 from __future__ import annotations
 
@@ -13,10 +18,14 @@ from urllib.parse import unquote_plus
 from centrali.oauth.credentials import verify_secret
 from centrali.oauth.errors import InvalidClientError, InvalidRequestError
 from centrali.oauth.ports import ClientRecord, ClientStore
+from centrali.oauth.user_ports import PublicClient, PublicClientStore
 
 BASIC = "client_secret_basic"
 POST = "client_secret_post"
+NONE = "none"
 AUTH_METHODS = (BASIC, POST)
+# The token endpoint's: AUTH_METHODS for confidential clients, "none" for public ones.
+TOKEN_AUTH_METHODS = (BASIC, POST, NONE)
 _MAX_CREDENTIAL_LEN = 512
 _LOOKUP_ID = re.compile(rf"[\x21-\x7e]{{1,{_MAX_CREDENTIAL_LEN}}}")
 
@@ -29,9 +38,12 @@ class ClientCredentials:
 
 
 def extract_client_credentials(
-    form: Mapping[str, str], authorization: str | None
+    form: Mapping[str, str], authorization: str | None, *, allow_none: bool = False
 ) -> ClientCredentials:
-    """Find the credentials in the Authorization header or the form, not both."""
+    """Find the credentials in the Authorization header or the form, not both.
+
+    ``allow_none``: a body ``client_id`` without any secret is a public client (method
+    ``none``, empty secret) instead of ``invalid_client``."""
     basic = _parse_basic(authorization)
     body_id, body_secret = form.get("client_id"), form.get("client_secret")
     if basic is not None:
@@ -39,6 +51,8 @@ def extract_client_credentials(
         if body_secret is not None or (body_id is not None and body_id != basic[0]):
             raise InvalidRequestError("Client credentials given by more than one method")
         return ClientCredentials(basic[0], basic[1], BASIC)
+    if allow_none and body_id is not None and body_secret is None:
+        return ClientCredentials(body_id, "", NONE)
     if body_id is None or body_secret is None:
         raise InvalidClientError(detail="no client authentication")
     return ClientCredentials(body_id, body_secret, POST)
@@ -78,4 +92,15 @@ def authenticate_client(creds: ClientCredentials, store: ClientStore) -> ClientR
         raise InvalidClientError(detail="wrong secret", basic=basic)
     if not record.active:
         raise InvalidClientError(detail="client not active", basic=basic)
+    return record
+
+
+def authenticate_public_client(creds: ClientCredentials, store: PublicClientStore) -> PublicClient:
+    """The registered public client named by ``client_id`` (method ``none``), or
+    InvalidClientError. No secret to compare: a public client id is not a secret."""
+    record = None
+    if creds.method == NONE and _LOOKUP_ID.fullmatch(creds.client_id):
+        record = store.find_public_client(creds.client_id)
+    if record is None:
+        raise InvalidClientError(detail="unknown client")
     return record

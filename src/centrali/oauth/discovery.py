@@ -1,12 +1,15 @@
-"""OpenID Connect Discovery 1.0 §3 / RFC 8414 §2 metadata document."""
+"""OpenID Connect Discovery 1.0 §3 / RFC 8414 §2 metadata document, with the introspection
+(RFC 7662) and revocation (RFC 7009) endpoints, and the provider for users (authorization
+code + PKCE, userinfo, RP-initiated logout; RFC 9207 ``iss`` in authorization answers)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from centrali.oauth.client_auth import AUTH_METHODS
+from centrali.oauth.client_auth import AUTH_METHODS, TOKEN_AUTH_METHODS
 from centrali.oauth.grants import GRANTS
 from centrali.oauth.keys import SIGNING_ALG
+from centrali.oauth.pkce import METHODS as PKCE_METHODS
 
 SUPPORTED_SCOPES = ("openid", "profile", "email")
 
@@ -18,8 +21,22 @@ def discovery_document(issuer: str, signing_alg: str = SIGNING_ALG) -> dict[str,
         "token_endpoint": f"{issuer}/oidc/token",
         "jwks_uri": f"{issuer}/oidc/jwks",
         "grant_types_supported": sorted(GRANTS),
-        "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
-        "response_types_supported": [],
+        "token_endpoint_auth_methods_supported": list(TOKEN_AUTH_METHODS),
+        "authorization_endpoint": f"{issuer}/oidc/authorize",
+        "userinfo_endpoint": f"{issuer}/oidc/userinfo",
+        "end_session_endpoint": f"{issuer}/oidc/logout",
+        "response_modes_supported": ["query"],
+        "code_challenge_methods_supported": list(PKCE_METHODS),
+        "authorization_response_iss_parameter_supported": True,
+        "prompt_values_supported": ["none", "login", "consent", "select_account"],
+        "claims_parameter_supported": False,
+        "request_parameter_supported": False,
+        "request_uri_parameter_supported": False,
+        "introspection_endpoint": f"{issuer}/oidc/introspect",
+        "introspection_endpoint_auth_methods_supported": list(AUTH_METHODS),
+        "revocation_endpoint": f"{issuer}/oidc/revoke",
+        "revocation_endpoint_auth_methods_supported": list(AUTH_METHODS),
+        "response_types_supported": ["code"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": [signing_alg],
         "scopes_supported": list(SUPPORTED_SCOPES),
@@ -35,5 +52,9 @@ def discovery_document(issuer: str, signing_alg: str = SIGNING_ALG) -> dict[str,
             "workspace",
             "isServiceAccount",
             "groups",
+            "auth_time",
+            "nonce",
+            "email",
+            "sid",
         ],
     }

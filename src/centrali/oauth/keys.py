@@ -1,7 +1,16 @@
-"""Signing keys: generation, ``kid`` as the RFC 7638 thumbprint, JWKS (RFC 7517).
+"""Signing keys: generation, ``kid`` as the RFC 7638 thumbprint, JWKS (RFC 7517), rotation.
 
 RS256 (RSA-2048) is the default; ES256 (P-256) and EdDSA (Ed25519) sign several times
 faster and can be chosen with ``CENTRALI_SIGNING_ALG`` where every verifier supports them.
+
+Rotation (per algorithm, newest generation first; see ``key_states``):
+
+- *pending*: its activation time is still ahead; published and verifying, not signing;
+- *active*: the newest key whose activation time has come; it signs;
+- *superseded*: an older key; published and verifying until every token it signed has
+  expired, i.e. the next newer key's activation + the token lifetime (+ a grace);
+- *retired*: retired in the store, or superseded past that time; neither published nor
+  verifying.
 """
 
 from __future__ import annotations
@@ -12,7 +21,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, Literal
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
@@ -103,16 +112,27 @@ def load_signing_key(private_pem: str, alg: str = SIGNING_ALG) -> SigningKey:
 
 @dataclass(frozen=True)
 class KeySet:
-    """The key that signs now, and every key whose tokens may still be presented."""
+    """The key that signs now, and every key whose tokens may still be presented.
+
+    ``changes_at`` (epoch seconds) is when this set goes stale by the clock alone: a pending
+    key starts signing or a superseded key drops out. ``None``: not before the store changes.
+    """
 
     signing: SigningKey
     verification: Mapping[str, SigningKey]
+    changes_at: float | None = None
 
     @classmethod
-    def of(cls, signing: SigningKey, others: Iterable[SigningKey] = ()) -> KeySet:
+    def of(
+        cls,
+        signing: SigningKey,
+        others: Iterable[SigningKey] = (),
+        *,
+        changes_at: float | None = None,
+    ) -> KeySet:
         keys = {k.kid: k for k in others}
         keys[signing.kid] = signing
-        return cls(signing=signing, verification=keys)
+        return cls(signing=signing, verification=keys, changes_at=changes_at)
 
     @cached_property
     def public_keys(self) -> dict[str, Any]:
@@ -122,3 +142,78 @@ class KeySet:
     def jwks(self) -> dict[str, list[dict[str, Any]]]:
         """The public JWK Set: public members only, with ``kid``, ``use`` and ``alg``."""
         return {"keys": [dict(k.public_jwk) for k in self.verification.values()]}
+
+
+# --- rotation ------------------------------------------------------------------------------
+
+KeyState = Literal["pending", "active", "superseded", "retired"]
+PUBLISHED_STATES: frozenset[KeyState] = frozenset({"pending", "active", "superseded"})
+
+
+@dataclass(frozen=True)
+class KeyEntry:
+    """What the store knows of a key's life; times in epoch seconds."""
+
+    kid: str
+    alg: str
+    generation: int
+    created_at: float
+    activates_at: float | None = None  # None: signs from creation
+    retired_at: float | None = None  # retired explicitly
+
+
+@dataclass(frozen=True)
+class KeyStatus:
+    entry: KeyEntry
+    state: KeyState
+    # Superseded keys: when the last token they may have signed has expired.
+    retire_after: float | None = None
+
+    @property
+    def published(self) -> bool:
+        return self.state in PUBLISHED_STATES
+
+
+def key_states(entries: Iterable[KeyEntry], *, now: float, keep_seconds: float) -> list[KeyStatus]:
+    """The state of each key at ``now``, newest generation first.
+
+    ``keep_seconds``: how long a superseded key stays after the newer key took over (the
+    token lifetime plus a grace for workers that switch late and for clock skew).
+    """
+    ordered = sorted(entries, key=lambda e: e.generation, reverse=True)
+    statuses: dict[str, KeyStatus] = {}
+    # Per algorithm: when the closest newer key that has started signing took over.
+    took_over: dict[str, float] = {}
+    for entry in ordered:
+        if entry.retired_at is not None:
+            # A retired key neither signed nor signs in place of an older one that we know
+            # of: older keys count from the next live key (later, so on the safe side).
+            statuses[entry.kid] = KeyStatus(entry, "retired")
+            continue
+        starts = entry.created_at if entry.activates_at is None else entry.activates_at
+        if entry.activates_at is not None and entry.activates_at > now:
+            statuses[entry.kid] = KeyStatus(entry, "pending")
+            continue
+        newer = took_over.get(entry.alg)
+        if newer is None:
+            statuses[entry.kid] = KeyStatus(entry, "active")
+        else:
+            retire_after = newer + keep_seconds
+            state: KeyState = "superseded" if now < retire_after else "retired"
+            statuses[entry.kid] = KeyStatus(entry, state, retire_after)
+        took_over[entry.alg] = starts
+    return [statuses[e.kid] for e in ordered]
+
+
+def next_change(statuses: Iterable[KeyStatus], *, now: float) -> float | None:
+    """The first time after ``now`` at which ``key_states`` gives another answer."""
+    times = [
+        t
+        for s in statuses
+        for t in (
+            s.entry.activates_at if s.state == "pending" else None,
+            s.retire_after if s.state == "superseded" else None,
+        )
+        if t is not None and t > now
+    ]
+    return min(times, default=None)

@@ -127,6 +127,8 @@ def verify_with_public_keys(
     leeway: int = 0,
 ) -> VerifiedToken:
     """As verify_access_token, with the issuer's public keys by ``kid`` (e.g. from a JWKS)."""
+    if not token.isascii():  # a compact JWS is base64url and dots only (RFC 7515 §7.1)
+        raise InvalidTokenError("malformed token")
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError as exc:

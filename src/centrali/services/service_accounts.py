@@ -202,12 +202,14 @@ def create(
 
 
 def list_accounts(
-    db: Database, *, workspace_slug: str, page: PageRequest
+    db: Database, *, workspace_slug: str, page: PageRequest, after: int | None = None
 ) -> tuple[list[ServiceAccountView], int]:
+    """A page by number, or (``after``: the last id of the previous page) by keyset, which
+    costs the same at any depth."""
     with db.read() as session:
         workspace = require_workspace(session, workspace_slug)
         rows = repo.list_service_accounts(
-            session, workspace_id=workspace.id, offset=page.offset, limit=page.limit
+            session, workspace_id=workspace.id, offset=page.offset, limit=page.limit, after=after
         )
         groups = repo.account_group_names(session, account_ids=[r.id for r in rows])
         views = [_view(r, workspace.slug, groups[r.id]) for r in rows]

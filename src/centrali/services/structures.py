@@ -361,10 +361,21 @@ def _require_record(
 
 
 def get_record(db: Database, *, workspace_slug: str, record_id: int) -> RecordView:
-    with db.read() as session:
-        workspace = require_workspace(session, workspace_slug)
-        row, slug = _require_record(session, workspace.id, record_id)
-        return RecordView.of(row, slug)
+    """One record: one statement on the autocommit pool (no session, no BEGIN/ROLLBACK).
+    The caller's token check has already found the workspace."""
+    with db.autocommit_engine.connect() as conn:
+        row = repo.read_record(conn, workspace_slug=workspace_slug, record_id=record_id)
+    if row is None:
+        raise NotFoundError("Record not found")
+    record_id, slug, data, created_at, created_by, updated_at = row
+    return RecordView(
+        id=record_id,
+        record_slug=slug,
+        data=dict(data),
+        created_at=isoformat(created_at),
+        created_by=created_by,
+        updated_at=isoformat(updated_at),
+    )
 
 
 def update_record(

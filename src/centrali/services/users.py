@@ -1,4 +1,4 @@
-"""Users, their membership of workspaces, and user access tokens."""
+"""Users, their membership of workspaces, their passwords, and user access tokens."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ from sqlalchemy.orm import Session
 
 from centrali.oauth.keys import KeySet
 from centrali.oauth.tokens import IssuedToken, TokenSubject, issue_access_token
+from centrali.services import passwords
 from centrali.services.context import utcnow
 from centrali.services.errors import ConflictError, InvalidBodyError, NotFoundError
 from centrali.services.validation import normalize_email
 from centrali.services.workspaces import require_workspace
+from centrali.store import oidc_queries as oidc_repo
 from centrali.store import repositories as repo
 from centrali.store.db import Database
 from centrali.store.tables import Membership, MembershipGroup, User
@@ -31,10 +33,18 @@ class UserView:
 
 
 def create_user(
-    db: Database, *, email: str, workspace_slug: str, groups: Sequence[str] = ()
+    db: Database,
+    *,
+    email: str,
+    workspace_slug: str,
+    groups: Sequence[str] = (),
+    password: str | None = None,
 ) -> UserView:
-    """A new user, member of one workspace, in the given groups (none when empty)."""
+    """A new user, member of one workspace, in the given groups (none when empty), with a
+    password to sign in with when one is given."""
     email = normalize_email(email)
+    # The slow hash before the transaction: the write lock is not held while it runs.
+    password_hash = None if password is None else passwords.hash_password(password)
     try:
         with db.write() as session:
             workspace = require_workspace(session, workspace_slug)
@@ -45,7 +55,9 @@ def create_user(
             if unknown:
                 raise InvalidBodyError(f"unknown group: {unknown[0]!r}", field="groups")
             now = utcnow()
-            user = User(subject=str(uuid.uuid4()), email=email, created_at=now)
+            user = User(
+                subject=str(uuid.uuid4()), email=email, password_hash=password_hash, created_at=now
+            )
             session.add(user)
             session.flush()
             _join(
@@ -139,3 +151,58 @@ def issue_user_token(
         scope=scope,
     )
     return issue_access_token(who, keys=keys, issuer=issuer, audience=audience, ttl=ttl, now=now)
+
+
+def set_password(db: Database, *, email: str, password: str) -> str:
+    """Set (or replace) the user's password; returns the user's subject.
+
+    A new password also ends the user's sign-ins at the provider and revokes the refresh
+    tokens (and their access tokens) issued to them: whoever knew the old password is out."""
+    email = normalize_email(email)
+    password_hash = passwords.hash_password(password)
+    with db.write() as session:
+        user = repo.get_user_by_email(session, email=email)
+        if user is None:
+            raise NotFoundError(f"user {email!r} not found")
+        user.password_hash = password_hash
+        now = utcnow()
+        oidc_repo.end_sessions(
+            session,
+            session_ids=oidc_repo.live_session_ids_of_user(session, user_id=user.id),
+            now=now,
+        )
+        oidc_repo.revoke_chains(
+            session, chain_ids=oidc_repo.chains_of_user(session, user_id=user.id), now=now
+        )
+        return user.subject
+
+
+@dataclass(frozen=True, slots=True)
+class SignedInUser:
+    id: int
+    subject: str
+    email: str
+
+
+def check_password(db: Database, *, email: str, password: str) -> SignedInUser | None:
+    """The user whose email and password these are, or None. Slow (argon2id) whatever the
+    outcome: an unknown or malformed email costs the same check as a wrong password.
+    Blocking: call it from a worker thread."""
+    try:
+        email = normalize_email(email)
+    except InvalidBodyError:
+        email = ""
+    user = None
+    if email:
+        with db.read() as session:
+            user = repo.get_user_by_email(session, email=email)
+    stored = user.password_hash if user is not None else None
+    if not passwords.verify_password(password, stored) or user is None or stored is None:
+        return None
+    if passwords.needs_rehash(stored):
+        new_hash = passwords.rehash_password(password)
+        with db.write() as session:
+            found = repo.get_user_by_email(session, email=email)
+            if found is not None and found.password_hash == stored:
+                found.password_hash = new_hash
+    return SignedInUser(id=user.id, subject=user.subject, email=user.email)

@@ -70,25 +70,25 @@ class PageRequest:
     def parse(cls, page: str | None, limit: str | None) -> PageRequest:
         """From query strings; 400 for a non-integer or out-of-range value."""
         return cls(
-            page=_parse_int(page, "page", 1, 1, 10_000_000),
-            limit=_parse_int(limit, "limit", PAGE_LIMIT_DEFAULT, 1, PAGE_LIMIT_MAX),
+            page=parse_int(page, "page", 1, 1, 10_000_000),
+            limit=parse_int(limit, "limit", PAGE_LIMIT_DEFAULT, 1, PAGE_LIMIT_MAX),
         )
 
 
-def _parse_int(raw: str | None, name: str, default: int, low: int, high: int) -> int:
+def parse_int(raw: str | None, name: str, default: int, low: int, high: int) -> int:
     if raw is None:
         return default
     raw = raw.strip()
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 9 or not low <= int(raw) <= high:
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 19 or not low <= int(raw) <= high:
         raise InvalidBodyError(f"{name} must be an integer from {low} to {high}", field=name)
     return int(raw)
 
 
-_MAX_ID = 2**63 - 1
+MAX_ID = 2**63 - 1
 
 
 def parse_path_id(raw: str, not_found: str) -> int:
     """A path id: anything but a positive 64-bit integer is simply not found."""
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 19 or not 0 < int(raw) <= _MAX_ID:
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 19 or not 0 < int(raw) <= MAX_ID:
         raise NotFoundError(not_found)
     return int(raw)

@@ -25,6 +25,9 @@ _ws = Workspace.__table__
 
 # The account by its unique client_id, and its workspace by primary key: one index lookup
 # each. Group names come from the account row (see repositories.set_account_groups).
+# The probe is a one-row constant LEFT JOINed to the account, so a miss answers one row of
+# NULLs down the same path as a hit (see find_client: every failure costs the same work).
+_probe = select(bindparam("client_id", type_=_sa.c.client_id.type).label("cid")).subquery("q")
 _CLIENT_LOOKUP = (
     select(
         _sa.c.secret_hash,
@@ -35,9 +38,12 @@ _CLIENT_LOOKUP = (
         _ws.c.slug,
         _sa.c.group_names,
     )
-    .join(_ws, _ws.c.id == _sa.c.workspace_id)
-    .where(_sa.c.client_id == bindparam("client_id"))
+    .select_from(_probe)
+    .outerjoin(_sa, _sa.c.client_id == _probe.c.cid)
+    .outerjoin(_ws, _ws.c.id == _sa.c.workspace_id)
 )
+# What a miss decodes instead of a row, shaped like a real one.
+_ABSENT = (None, "absent", '["client_credentials"]', "openid", 0, "", '["api-users"]')
 
 
 class StoreUnavailableError(Exception):
@@ -89,14 +95,14 @@ class SqlClientStore:
                 self._drop_connection()
                 if attempt == 2:
                     raise StoreUnavailableError(type(exc).__name__) from exc
-        if not rows:
-            return None
-        secret_hash, status, grant_types, scope, valid_after, slug, groups = rows[0]
+        row = rows[0] if rows and rows[0][1] is not None else None  # status: never NULL
+        # A miss decodes and builds a record as a hit does, then drops it.
+        secret_hash, status, grant_types, scope, valid_after, slug, groups = row or _ABSENT
         if isinstance(grant_types, str):  # SQLite hands JSON back as text
             grant_types = json.loads(grant_types)
         if isinstance(groups, str):
             groups = json.loads(groups)
-        return ClientRecord(
+        record = ClientRecord(
             client_id=client_id,
             secret_hash=secret_hash,
             active=status == "active",
@@ -106,6 +112,7 @@ class SqlClientStore:
             groups=tuple(groups or ()),
             tokens_valid_after=int(valid_after or 0),
         )
+        return record if row is not None else None
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)

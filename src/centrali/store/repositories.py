@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from sqlalchemy import Select, delete, func, select, text, update
+from sqlalchemy import ColumnElement, Select, delete, exists, false, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -19,6 +19,7 @@ from centrali.store.tables import (
     Membership,
     MembershipGroup,
     Record,
+    RevokedToken,
     ServerSetting,
     ServiceAccount,
     ServiceAccountGroup,
@@ -80,12 +81,20 @@ def workspace_exists(conn: Connection | Session, *, slug: str) -> bool:
     return conn.execute(select(Workspace.id).where(Workspace.slug == slug)).first() is not None
 
 
+class UserGrants(NamedTuple):
+    member: bool
+    grants: dict[str, set[str]]
+    # The presented token's jti is in revoked_tokens (known only for a member).
+    token_revoked: bool = False
+
+
 def user_grants(
-    conn: Connection | Session, *, subject: str, workspace_slug: str
-) -> tuple[bool, dict[str, set[str]]]:
-    """Whether the user is a member of the workspace, and its groups with their permissions."""
+    conn: Connection | Session, *, subject: str, workspace_slug: str, jti: str | None = None
+) -> UserGrants:
+    """Whether the user is a member of the workspace, its groups with their permissions, and
+    whether the token ``jti`` was revoked; one statement."""
     stmt = (
-        select(Membership.id, Group.name, GroupPermission.permission)
+        select(Membership.id, Group.name, GroupPermission.permission, _jti_revoked(jti))
         .join(User, User.id == Membership.user_id)
         .join(Workspace, Workspace.id == Membership.workspace_id)
         .outerjoin(MembershipGroup, MembershipGroup.membership_id == Membership.id)
@@ -93,15 +102,23 @@ def user_grants(
         .outerjoin(GroupPermission, GroupPermission.group_id == Group.id)
         .where(User.subject == subject, Workspace.slug == workspace_slug)
     )
-    member = False
+    member = revoked = False
     grants: dict[str, set[str]] = {}
-    for _membership_id, group, permission in conn.execute(stmt):
-        member = True
+    for _membership_id, group, permission, jti_revoked in conn.execute(stmt):
+        member, revoked = True, bool(jti_revoked)
         if group is not None:
             perms = grants.setdefault(group, set())
             if permission is not None:
                 perms.add(permission)
-    return member, grants
+    return UserGrants(member, grants, revoked)
+
+
+def _jti_revoked(jti: str | None) -> ColumnElement[bool]:
+    """A column: whether ``jti`` is in revoked_tokens. Uncorrelated, so the database runs it
+    once per statement (a primary-key probe), not once per row."""
+    if jti is None:
+        return false().label("jti_revoked")
+    return exists().where(RevokedToken.jti == jti).label("jti_revoked")
 
 
 # --- service accounts ----------------------------------------------------------------------
@@ -124,17 +141,21 @@ def get_service_account(
 
 
 def list_service_accounts(
-    session: Session, *, workspace_id: int, offset: int, limit: int
+    session: Session, *, workspace_id: int, offset: int, limit: int, after: int | None = None
 ) -> Sequence[ServiceAccount]:
     """One page of live accounts by id. The page's ids come from the partial index
     ``ix_service_accounts_live`` alone (a deferred join), so a deep page skips index entries,
-    not table rows."""
+    not table rows; with ``after`` (keyset paging) it skips nothing at all."""
     page_ids = (
         select(ServiceAccount.id)
         .where(ServiceAccount.workspace_id == workspace_id, ServiceAccount.status != "deleted")
         .order_by(ServiceAccount.id)
-        .offset(offset)
         .limit(limit)
+    )
+    page_ids = (
+        page_ids.where(ServiceAccount.id > after)
+        if after is not None
+        else (page_ids.offset(offset))
     )
     stmt = (
         select(ServiceAccount)
@@ -189,13 +210,16 @@ class AccountState(NamedTuple):
     status: str
     tokens_valid_after: int
     workspace: str
+    # The presented token's jti is in revoked_tokens.
+    token_revoked: bool = False
 
 
 def service_account_grants(
-    conn: Connection | Session, *, client_id: str
+    conn: Connection | Session, *, client_id: str, jti: str | None = None
 ) -> tuple[AccountState, dict[str, set[str]]] | None:
-    """The account's state by client id, and its groups with their permissions; one query,
-    plain rows (no ORM entity), so it serves every API request cheaply."""
+    """The account's state by client id, its groups with their permissions, and whether the
+    token ``jti`` was revoked; one query, plain rows (no ORM entity), so it serves every API
+    request cheaply."""
     stmt = (
         select(
             ServiceAccount.status,
@@ -203,6 +227,7 @@ def service_account_grants(
             Workspace.slug,
             Group.name,
             GroupPermission.permission,
+            _jti_revoked(jti),
         )
         .join(Workspace, Workspace.id == ServiceAccount.workspace_id)
         .outerjoin(ServiceAccountGroup, ServiceAccountGroup.service_account_id == ServiceAccount.id)
@@ -212,8 +237,8 @@ def service_account_grants(
     )
     state: AccountState | None = None
     grants: dict[str, set[str]] = {}
-    for status, valid_after, slug, group, permission in conn.execute(stmt):
-        state = AccountState(status, int(valid_after or 0), slug)
+    for status, valid_after, slug, group, permission, jti_revoked in conn.execute(stmt):
+        state = AccountState(status, int(valid_after or 0), slug, bool(jti_revoked))
         if group is not None:
             perms = grants.setdefault(group, set())
             if permission is not None:
@@ -285,6 +310,34 @@ def max_key_generation(session: Session) -> int:
     return int(session.scalar(select(func.max(SigningKeyRow.generation))) or 0)
 
 
+def signing_keys(session: Session) -> Sequence[SigningKeyRow]:
+    """Every key, retired ones too, newest generation first."""
+    return session.scalars(select(SigningKeyRow).order_by(SigningKeyRow.generation.desc())).all()
+
+
+def signing_key_fingerprint(session: Session) -> tuple[int, int, int]:
+    """(newest generation, keys, retired keys): changes whenever a key is added or retired."""
+    row = session.execute(
+        select(
+            func.coalesce(func.max(SigningKeyRow.generation), 0),
+            func.count(SigningKeyRow.id),
+            func.count(SigningKeyRow.retired_at),
+        )
+    ).one()
+    return int(row[0]), int(row[1]), int(row[2])
+
+
+def retire_signing_keys(session: Session, *, kids: Iterable[str], at: datetime) -> None:
+    """Set ``retired_at`` on the keys named that are not retired yet."""
+    kids = list(kids)
+    if kids:
+        session.execute(
+            update(SigningKeyRow)
+            .where(SigningKeyRow.kid.in_(kids), SigningKeyRow.retired_at.is_(None))
+            .values(retired_at=at)
+        )
+
+
 # --- server settings -----------------------------------------------------------------------
 
 
@@ -343,6 +396,26 @@ def get_record(
         stmt = stmt.with_for_update(of=Record)
     row = session.execute(stmt).one_or_none()
     return None if row is None else (row[0], row[1])
+
+
+def read_record(conn: Connection, *, workspace_slug: str, record_id: int) -> tuple[Any, ...] | None:
+    """The record and its structure's slug by id within the workspace named ``workspace_slug``:
+    one statement on an autocommit connection (the API's hot read)."""
+    stmt = (
+        select(
+            Record.id,
+            Structure.slug,
+            Record.data,
+            Record.created_at,
+            Record.created_by,
+            Record.updated_at,
+        )
+        .join(Structure, Structure.id == Record.structure_id)
+        .join(Workspace, Workspace.id == Record.workspace_id)
+        .where(Workspace.slug == workspace_slug, Record.id == record_id)
+    )
+    row = conn.execute(stmt).one_or_none()
+    return None if row is None else tuple(row)
 
 
 def list_records(

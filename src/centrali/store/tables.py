@@ -277,3 +277,81 @@ class Record(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     created_by: Mapped[str] = mapped_column(String(64))
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+# --- OpenID Connect provider for users (human sign-in) ---------------------------------------
+
+
+class PublicClientRow(Base):
+    """A registered public OIDC client (no secret; PKCE): the console's peers."""
+
+    __tablename__ = "public_clients"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(128), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    # Matched exactly (no prefix, no wildcard, no loopback port leeway).
+    redirect_uris: Mapped[list[str]] = mapped_column(JSON)
+    post_logout_redirect_uris: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class BrowserSession(Base):
+    """A user signed in at the provider: the cookie's SHA-256 only, never the cookie."""
+
+    __tablename__ = "browser_sessions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    # Public id of the session (the ID token's ``sid``); not a secret.
+    sid: Mapped[str] = mapped_column(String(64), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class AuthorizationCode(Base):
+    """An authorization code (SHA-256 only) and the head of the refresh-token chain it starts:
+    ``revoked_at`` set here revokes every refresh token of the chain at once."""
+
+    __tablename__ = "authorization_codes"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    client_id: Mapped[str] = mapped_column(String(128))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    # The sign-in it came from: logging out revokes the chains of that session.
+    session_id: Mapped[int | None] = mapped_column(
+        ForeignKey("browser_sessions.id", ondelete="SET NULL"), index=True
+    )
+    redirect_uri: Mapped[str] = mapped_column(String(2048))
+    code_challenge: Mapped[str] = mapped_column(String(128))
+    nonce: Mapped[str | None] = mapped_column(String(512))
+    scope: Mapped[str] = mapped_column(String(512))
+    auth_time: Mapped[datetime] = mapped_column(UtcDateTime())
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+    consumed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class RefreshToken(Base):
+    """A refresh token (SHA-256 only), one link of the chain headed by its authorization code.
+    Used once (``used_at``): presenting it again revokes the chain."""
+
+    __tablename__ = "refresh_tokens"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    chain_id: Mapped[int] = mapped_column(
+        ForeignKey("authorization_codes.id", ondelete="CASCADE"), index=True
+    )
+    scope: Mapped[str] = mapped_column(String(512))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # The access token issued with it: revoked by its jti when the chain is.
+    access_jti: Mapped[str] = mapped_column(String(64))
+    access_expires_at: Mapped[int] = mapped_column(BigInteger)

@@ -2,23 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from centrali import __version__
 from centrali.config import Settings
 from centrali.oauth.keys import SIGNING_ALG
-from centrali.services.keys import ensure_signing_key, load_key_set
+from centrali.services.keys import KeyPolicy, KeyWatcher, ensure_signing_key
 from centrali.store.db import Database
 from centrali.store.migrate import upgrade
 from centrali.web.body_limit import BodyLimitMiddleware
 from centrali.web.errors import register_error_handlers
-from centrali.web.routes import oidc, records, service_accounts, structures
-from centrali.web.runtime import Runtime
+from centrali.web.middleware import RequestContextMiddleware
+from centrali.web.openapi_errors import API_ERROR_SCHEMA
+from centrali.web.routes import audit, oidc, ops, records, service_accounts, structures
+from centrali.web.routes import authorize as authorize_routes
+from centrali.web.routes import console as console_routes
+from centrali.web.routes import introspection as introspection_routes
+from centrali.web.runtime import Runtime, flush_token_failures, watch_keys
 from centrali.web.token_asgi import (
     OAUTH_ERROR_SCHEMA,
     TOKEN_PATH,
@@ -27,25 +36,36 @@ from centrali.web.token_asgi import (
 )
 
 
-def prepare_store(db: Database, alg: str = SIGNING_ALG) -> None:
-    """Schema at head and a signing key for ``alg`` present; idempotent, safe to race."""
+def prepare_store(db: Database, alg: str = SIGNING_ALG, policy: KeyPolicy | None = None) -> None:
+    """Schema at head and a signing key for ``alg`` present; idempotent, safe to race.
+    Raises ``MasterKeyError`` when the master key does not open the stored keys."""
     upgrade(db.engine)
-    ensure_signing_key(db, alg)
+    ensure_signing_key(db, alg, policy)
 
 
-def create_app(settings: Settings, *, db: Database | None = None) -> TokenDispatcher:
+def create_app(settings: Settings, *, db: Database | None = None) -> CentraliApp:
     """Build the ASGI app: the token endpoint in front, the FastAPI app (``.app``) behind.
     The store is prepared and the keys loaded when it starts (ASGI lifespan)."""
     database = db or Database(settings.database_url)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        prepare_store(database, settings.signing_alg)
-        keys = load_key_set(database, settings.signing_alg)
-        app.state.runtime = Runtime(settings=settings, db=database, keys=keys)
+        policy = KeyPolicy.from_settings(settings)
+        prepare_store(database, settings.signing_alg, policy)
+        watcher = KeyWatcher(database, settings.signing_alg, policy)
+        runtime = Runtime(settings=settings, db=database, keys=watcher.load(time.time()))
+        app.state.runtime = runtime
+        refresher = asyncio.create_task(watch_keys(runtime, watcher), name="centrali-keys")
+        flusher = asyncio.create_task(flush_token_failures(runtime), name="centrali-failures")
         try:
             yield
         finally:
+            for task in (refresher, flusher):
+                task.cancel()
+                with suppress(asyncio.CancelledError):
+                    await task
+            await runtime.close()
+            runtime.clients.close()  # the token endpoint's connection of this (the loop's) thread
             if db is None:
                 database.dispose()
 
@@ -58,15 +78,49 @@ def create_app(settings: Settings, *, db: Database | None = None) -> TokenDispat
     )
     register_error_handlers(app)
     app.include_router(oidc.router)
+    app.include_router(introspection_routes.router)
+    app.include_router(authorize_routes.router)
+    app.include_router(ops.router)
     app.include_router(service_accounts.router)
     app.include_router(structures.router)
     app.include_router(records.router)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    _document_token_endpoint(app)
-    # Outermost: the token endpoint skips the framework's whole stack.
-    return TokenDispatcher(
-        app, runtime=lambda: app.state.runtime, max_body_bytes=settings.max_body_bytes
+    app.include_router(audit.router)
+    app.include_router(console_routes.router)
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=settings.max_body_bytes, body_timeout=settings.body_timeout
     )
+    _document_token_endpoint(app)
+    # The token endpoint skips the framework's whole stack; only CORS (when configured) and
+    # the request context (request id, security headers, metrics, access log) wrap it.
+    dispatcher = TokenDispatcher(
+        app,
+        runtime=lambda: app.state.runtime,
+        max_body_bytes=settings.max_body_bytes,
+        body_timeout=settings.body_timeout,
+    )
+    inner: ASGIApp = dispatcher
+    if settings.cors_origin_list:
+        inner = CORSMiddleware(
+            dispatcher,
+            allow_origins=settings.cors_origin_list,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-Id"],
+            expose_headers=["X-Request-Id", "Retry-After"],
+            max_age=600,
+        )
+    outer = RequestContextMiddleware(inner, access_log_enabled=settings.access_log)
+    return CentraliApp(outer, app)
+
+
+class CentraliApp:
+    """The ASGI application: the outer layers, with the FastAPI app at ``.app``."""
+
+    def __init__(self, asgi: ASGIApp, app: FastAPI) -> None:
+        self._asgi = asgi
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._asgi(scope, receive, send)
 
 
 def _document_token_endpoint(app: FastAPI) -> None:
@@ -76,15 +130,21 @@ def _document_token_endpoint(app: FastAPI) -> None:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
             schema["paths"][TOKEN_PATH] = token_openapi()
-            schema.setdefault("components", {}).setdefault("schemas", {})["OAuthError"] = (
-                OAUTH_ERROR_SCHEMA
-            )
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components["OAuthError"] = OAUTH_ERROR_SCHEMA
+            components["ApiError"] = API_ERROR_SCHEMA
+            # Validation errors are answered 400 (documented per router), never 422.
+            for operations in schema["paths"].values():
+                for operation in operations.values():
+                    operation.get("responses", {}).pop("422", None)
+            for unused in ("HTTPValidationError", "ValidationError"):
+                components.pop(unused, None)
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def create_app_from_env() -> TokenDispatcher:
+def create_app_from_env() -> CentraliApp:
     """Entry point for uvicorn workers: settings from ``CENTRALI_*``."""
     return create_app(Settings())

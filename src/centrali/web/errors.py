@@ -6,12 +6,15 @@ import logging
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from centrali.services.errors import ApiError
-from centrali.web.body_limit import too_large_body
+from centrali.web import metrics
+from centrali.web.body_limit import too_large_body, too_slow_body
 
 log = logging.getLogger("centrali.web")
 
@@ -53,11 +56,25 @@ async def _on_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 413:
         return JSONResponse(too_large_body(request.url.path), status_code=413, headers=NO_STORE)
+    if exc.status_code == 408:
+        return JSONResponse(too_slow_body(request.url.path), status_code=408, headers=NO_STORE)
     codes = {404: "not_found", 405: "method_not_allowed"}
     error = codes.get(exc.status_code, "http_error")
     message = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, str(exc.detail))
     return JSONResponse(
         {"error": error, "message": message}, status_code=exc.status_code, headers=exc.headers
+    )
+
+
+async def _on_store_unavailable(_request: Request, exc: Exception) -> Response:
+    """The store did not answer (connection refused or lost, pool exhausted): 503 with
+    Retry-After, so clients back off and retry; never a 500."""
+    metrics.STORE_ERRORS.labels("api").inc()
+    log.warning("store unavailable: %s", type(exc).__name__)
+    return JSONResponse(
+        {"error": "service_unavailable", "message": "The store is not answering; try again"},
+        status_code=503,
+        headers={**NO_STORE, "Retry-After": "1"},
     )
 
 
@@ -72,4 +89,6 @@ def register_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _on_api_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(HTTPException, _on_http_exception)
+    for store_error in (OperationalError, InterfaceError, PoolTimeoutError):
+        app.add_exception_handler(store_error, _on_store_unavailable)
     app.add_exception_handler(Exception, _on_unexpected)

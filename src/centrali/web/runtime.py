@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
+from contextlib import suppress
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from starlette.requests import Request
 
 from centrali.config import Settings
 from centrali.oauth.grants import IssuerConfig
 from centrali.oauth.keys import KeySet
+from centrali.oauth.limits import BucketStore, LimitSettings, MemoryBucketStore, TokenLimiter
 from centrali.oauth.reuse import TokenReuseCache
 from centrali.services.auth import TokenPolicy
+from centrali.services.keys import KeyWatcher
+from centrali.services.token_failures import TokenFailureCounter
+from centrali.store import audit_queries
 from centrali.store.client_store import SqlClientStore
 from centrali.store.db import Database
+
+log = logging.getLogger("centrali.web")
 
 
 class SystemClock:
@@ -33,6 +43,8 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self.clients = SqlClientStore(self.db.autocommit_engine)
+        self.limiter = build_limiter(self.settings)
+        self.token_failures = TokenFailureCounter()
         self.set_keys(self.keys)
 
     def set_keys(self, keys: KeySet) -> None:
@@ -44,7 +56,104 @@ class Runtime:
         )
         self.policy = TokenPolicy(keys=keys, issuer=s.issuer, audience=s.audience)
 
+    async def close(self) -> None:
+        """Release what the worker holds besides the store (the Redis connection)."""
+        close = getattr(self.limiter.store, "close", None) if self.limiter else None
+        if close is not None:
+            await close()
+
+
+FAILURE_FLUSH_SECONDS = 5.0
+
+
+FAILURE_RETENTION = timedelta(days=90)
+
+
+async def flush_token_failures(runtime: Runtime) -> None:
+    """Write the failed-token counts to the store every few seconds, off the event loop,
+    and once more when the worker stops; once an hour drop windows older than 90 days."""
+    pruned_at = time.monotonic() - 3600  # the first tick prunes
+    try:
+        while True:
+            await asyncio.sleep(FAILURE_FLUSH_SECONDS)
+            await _flush_failures(runtime)
+            if time.monotonic() - pruned_at >= 3600:
+                pruned_at = time.monotonic()
+                await _prune_failures(runtime)
+    finally:
+        await _flush_failures(runtime)
+
+
+async def _prune_failures(runtime: Runtime) -> None:
+    def prune() -> None:
+        with runtime.db.write() as session:
+            audit_queries.prune_token_failure_counts(
+                session, before=datetime.now(UTC) - FAILURE_RETENTION
+            )
+
+    try:
+        await asyncio.to_thread(prune)
+    except Exception:
+        log.warning("failed token counts: pruning old windows failed; retried in an hour")
+
+
+async def _flush_failures(runtime: Runtime) -> None:
+    try:
+        await asyncio.to_thread(runtime.token_failures.flush, runtime.db, datetime.now(UTC))
+    except Exception:  # the counts are kept for the next flush
+        log.warning("failed token counts: store write failed; kept for the next flush")
+
+
+def build_limiter(settings: Settings) -> TokenLimiter | None:
+    """The token endpoint's abuse limits: in this process, or shared through Redis."""
+    limits = LimitSettings(
+        failures_per_ip=settings.token_failures_per_ip,
+        failures_per_client_ip=settings.token_failures_per_client_ip,
+        issuance_per_client=settings.token_issuance_per_client,
+    )
+    if not limits.enabled:
+        return None
+    store: BucketStore
+    if settings.redis_url:
+        from centrali.store.redis_limits import RedisBucketStore  # only when configured
+
+        store = RedisBucketStore(settings.redis_url)
+    else:
+        store = MemoryBucketStore()
+    return TokenLimiter(limits, store)
+
 
 def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
+
+
+_keys_log = logging.getLogger("centrali.keys")
+
+
+async def watch_keys(runtime: Runtime, watcher: KeyWatcher) -> None:
+    """Reread the keys every ``key_refresh_seconds`` and switch to a new set when the store
+    or the clock says so (a rotation, a retirement, a pending key's activation), without a
+    restart. A failed reread is logged and tried again at the next tick."""
+    interval = runtime.settings.key_refresh_seconds
+    while True:
+        await asyncio.sleep(interval)
+        reread = asyncio.ensure_future(asyncio.to_thread(watcher.poll, runtime.clock.now()))
+        try:
+            keys = await asyncio.shield(reread)
+        except asyncio.CancelledError:
+            # Shutting down: let a reread in flight finish before the store is closed.
+            with suppress(Exception):
+                await reread
+            raise
+        except Exception as exc:  # the store may be away for a while; keep the keys we have
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            _keys_log.warning("signing keys not reread (retrying in %s s): %s", interval, reason)
+            continue
+        if keys is not None:
+            runtime.set_keys(keys)
+            _keys_log.info(
+                "signing keys reloaded: %s signs, %d published",
+                keys.signing.kid,
+                len(keys.verification),
+            )

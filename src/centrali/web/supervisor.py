@@ -11,26 +11,45 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
+import tempfile
 import time
 from multiprocessing.process import BaseProcess
 from typing import Any
 
 import uvicorn
 
+from centrali.config import Settings
+from centrali.web.logs import log_config
+
 APP = "centrali.web.app:create_app_from_env"
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's name (web.metrics)
 
 
-def uvicorn_options(log_level: str) -> dict[str, Any]:
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """The uvicorn settings of every worker, whichever way it is started."""
-    return {
+    options: dict[str, Any] = {
         "factory": True,
-        "log_level": log_level,
-        "proxy_headers": False,
+        "log_level": settings.log_level,
+        "log_config": log_config(settings.log_level, settings.log_format),
+        "access_log": False,  # ours, with the request id: web.middleware
+        # Behind a proxy the client address (and so the abuse limits) comes from
+        # X-Forwarded-For, trusted only from the addresses listed.
+        "proxy_headers": bool(settings.forwarded_allow_ips),
+        "forwarded_allow_ips": settings.forwarded_allow_ips or None,
         "server_header": False,
+        "date_header": True,
+        "timeout_keep_alive": settings.keep_alive_timeout,
+        # SIGTERM: stop accepting, let in-flight requests finish (up to this long), exit.
         "timeout_graceful_shutdown": 10,
+        "h11_max_incomplete_event_size": 16 * 1024,
     }
+    if settings.ssl_certfile:
+        options["ssl_certfile"] = settings.ssl_certfile
+        options["ssl_keyfile"] = settings.ssl_keyfile or None
+    return options
 
 
 def _listening_socket(host: str, port: int) -> socket.socket:
@@ -43,20 +62,34 @@ def _listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _worker(host: str, port: int, log_level: str) -> None:
+def _worker(host: str, port: int) -> None:
+    settings = Settings()  # the supervisor exported the resolved settings
     sock = _listening_socket(host, port)
-    config = uvicorn.Config(APP, **uvicorn_options(log_level))
+    config = uvicorn.Config(APP, **uvicorn_options(settings))
     uvicorn.Server(config).run(sockets=[sock])
 
 
-def serve_workers(host: str, port: int, workers: int, log_level: str) -> None:
+def serve_workers(host: str, port: int, workers: int) -> None:
     """Run ``workers`` processes until SIGTERM/SIGINT; restart any that dies."""
     _listening_socket(host, port).close()  # fail here, once, if the port is taken
+    own_metrics_dir = MULTIPROC_ENV not in os.environ
+    if own_metrics_dir:
+        os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="centrali-metrics-")
+    try:
+        _supervise(host, port, workers)
+    finally:
+        if own_metrics_dir:
+            shutil.rmtree(os.environ.pop(MULTIPROC_ENV), ignore_errors=True)
+
+
+def _supervise(host: str, port: int, workers: int) -> None:
+    from prometheus_client import multiprocess
+
     context = multiprocessing.get_context("spawn")
     stopping = False
 
     def start() -> BaseProcess:
-        process = context.Process(target=_worker, args=(host, port, log_level), daemon=False)
+        process = context.Process(target=_worker, args=(host, port), daemon=False)
         process.start()
         return process
 
@@ -71,6 +104,8 @@ def serve_workers(host: str, port: int, workers: int, log_level: str) -> None:
         time.sleep(0.5)
         for i, process in enumerate(processes):
             if not process.is_alive() and not stopping:
+                if process.pid is not None:
+                    multiprocess.mark_process_dead(process.pid)  # type: ignore[no-untyped-call]
                 time.sleep(1.0)  # a worker that dies at start must not spin the machine
                 processes[i] = start()
     for process in processes:

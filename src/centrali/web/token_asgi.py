@@ -17,9 +17,19 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from centrali.oauth.errors import OAuthError, TemporarilyUnavailableError
-from centrali.oauth.token_endpoint import TokenRequest, handle_token_request, parse_form
+from centrali.oauth.errors import InvalidClientError, OAuthError, TemporarilyUnavailableError
+from centrali.oauth.grants import TokenResponse
+from centrali.oauth.limits import NOTHING_TAKEN, SlowDownError
+from centrali.oauth.token_endpoint import (
+    PreparedTokenRequest,
+    TokenRequest,
+    complete_token_request,
+    parse_form,
+    prepare_token_request,
+)
+from centrali.services.oidc import complete_user_grant
 from centrali.store.client_store import StoreUnavailableError
+from centrali.web import metrics
 from centrali.web.body_limit import too_large_body
 from centrali.web.runtime import Runtime
 
@@ -31,6 +41,9 @@ _JSON_HEADERS = [
     (b"cache-control", b"no-store"),
     (b"pragma", b"no-cache"),
 ]
+_BODY_TIMEOUT = {"error": "invalid_request", "error_description": "Request body too slow"}
+# Refusals counted per account in the store (the rest are the caller's own mistakes).
+_COUNTED = frozenset({"unknown_client", "wrong_secret", "inactive_client", "rate_limited"})
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
 
 
@@ -58,17 +71,56 @@ class _LoopClock:
 _LOOP_CLOCK = _LoopClock()
 
 
-async def issue_token(runtime: Runtime, request: TokenRequest) -> dict[str, Any]:
+_CLIENT_FAILURES = {
+    "unknown client": "unknown_client",
+    "wrong secret": "wrong_secret",
+    "client not active": "inactive_client",
+}
+
+
+def refusal_reason(exc: OAuthError) -> str:
+    """A short, bounded label for a refusal: the metrics' ``reason`` and the failure counts'."""
+    if isinstance(exc, InvalidClientError):
+        return _CLIENT_FAILURES.get(exc.detail or "", "no_credentials")
+    if isinstance(exc, SlowDownError):
+        return "rate_limited"
+    if isinstance(exc, TemporarilyUnavailableError):
+        return "unavailable"
+    return exc.error
+
+
+async def issue_token(runtime: Runtime, prepared: PreparedTokenRequest) -> TokenResponse:
     """The token endpoint's work, on the event loop: one indexed lookup (a short blocking
-    call), one hash, one signature. A thread hop would cost more than the lookup."""
-    for _ in range(3):
+    call), one hash, one signature. A thread hop would cost more than the lookup.
+
+    A public client's authorization_code or refresh_token request is the exception: it
+    writes to the store (consumes the code, rotates the refresh token) in a transaction that
+    may wait for a lock, so it runs in a worker thread."""
+    if prepared.needs_user_store:
         try:
-            return handle_token_request(
-                request, clients=runtime.clients, config=runtime.issuer_config, clock=_LOOP_CLOCK
-            ).body()
-        except _WaitFirst as wait:
-            await asyncio.sleep(min(wait.seconds, 1.0))
+            return await asyncio.to_thread(
+                complete_user_grant,
+                prepared,
+                clients=runtime.clients,
+                config=runtime.issuer_config,
+                clock=runtime.clock,
+                db=runtime.db,
+                settings=runtime.settings,
+            )
         except StoreUnavailableError as exc:
+            metrics.STORE_ERRORS.labels("token").inc()
+            raise TemporarilyUnavailableError(detail=f"store: {exc}") from exc
+    for _ in range(4):
+        try:
+            return complete_token_request(
+                prepared, clients=runtime.clients, config=runtime.issuer_config, clock=_LOOP_CLOCK
+            )
+        except _WaitFirst as wait:
+            # The loop's timer runs on the monotonic clock and may wake a hair before the
+            # wall-clock second the grant waits for: a few milliseconds more make sure.
+            await asyncio.sleep(min(wait.seconds, 1.0) + 0.005)
+        except StoreUnavailableError as exc:
+            metrics.STORE_ERRORS.labels("token").inc()
             raise TemporarilyUnavailableError(detail=f"store: {exc}") from exc
     raise TemporarilyUnavailableError()
 
@@ -77,11 +129,17 @@ class TokenDispatcher:
     """Answers ``POST /oidc/token`` directly; passes every other request to ``app``."""
 
     def __init__(
-        self, app: ASGIApp, *, runtime: Callable[[], Runtime], max_body_bytes: int
+        self,
+        app: ASGIApp,
+        *,
+        runtime: Callable[[], Runtime],
+        max_body_bytes: int,
+        body_timeout: float = 10.0,
     ) -> None:
         self.app = app
         self.runtime = runtime
         self.max_body_bytes = max_body_bytes
+        self.body_timeout = body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != TOKEN_PATH:
@@ -104,39 +162,79 @@ class TokenDispatcher:
             body = b"" if too_large else await self._read_body(receive)
         except _Disconnected:
             return  # nobody to answer
+        except TimeoutError:
+            metrics.TOKENS_REFUSED.labels("body_timeout").inc()
+            await _answer(send, 408, _BODY_TIMEOUT, [(b"connection", b"close")])
+            return
         if too_large or body is None:
+            metrics.TOKENS_REFUSED.labels("body_too_large").inc()
             await _answer(send, 413, too_large_body(TOKEN_PATH), [(b"connection", b"close")])
             return
+        runtime = self.runtime()
+        client = scope.get("client")
+        ip = client[0] if client else "unknown"
+        prepared: PreparedTokenRequest | None = None
+        limiter = runtime.limiter
+        now = time.time()
         try:
             form = parse_form(content_type, body)
-            token_request = TokenRequest(form=form, authorization=authorization)
-            payload = await issue_token(self.runtime(), token_request)
+            try:
+                prepared = prepare_token_request(
+                    TokenRequest(form=form, authorization=authorization)
+                )
+            except InvalidClientError:
+                # No credentials at all: a failed authentication of this address, refused
+                # with 429 like any other while the address is held back.
+                if limiter is not None:
+                    await limiter.admit(ip, None, now)
+                raise
+            admission = NOTHING_TAKEN
+            if limiter is not None:
+                admission = await limiter.admit(ip, prepared.client_id, now)
+            outcome = "other"
+            try:
+                response = await issue_token(runtime, prepared)
+                outcome = "issued"
+            except InvalidClientError:
+                outcome = "auth_failed"
+                raise
+            finally:
+                if limiter is not None:
+                    await limiter.settle(admission, outcome, now)
         except OAuthError as exc:
+            reason = refusal_reason(exc)
+            metrics.TOKENS_REFUSED.labels(reason).inc()
+            if prepared is not None and reason in _COUNTED:
+                runtime.token_failures.record(prepared.client_id, reason)
             headers = [(k.lower().encode(), v.encode()) for k, v in exc.headers().items()]
             await _answer(send, exc.status_code, exc.body(), headers)
             return
         except Exception:  # a bug: a fixed answer on the wire, the traceback in the log
             log.exception("token endpoint failed")
+            metrics.TOKENS_REFUSED.labels("server_error").inc()
             failure = {"error": "server_error", "error_description": "Internal server error"}
             await _answer(send, 500, failure, [])
             return
-        await _answer(send, 200, payload, [])
+        metrics.TOKENS_ISSUED.labels(prepared.grant.grant_type).inc()
+        await _answer(send, 200, response.body(), [])
 
     async def _read_body(self, receive: Receive) -> bytes | None:
-        """The whole body, or None once it outgrows the limit."""
+        """The whole body, or None once it outgrows the limit; TimeoutError when the client
+        takes longer than ``body_timeout`` to send it (a slow client holds no worker)."""
         chunks: list[bytes] = []
         size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise _Disconnected()
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                return None
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
+        async with asyncio.timeout(self.body_timeout):
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise _Disconnected()
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > self.max_body_bytes:
+                    return None
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    return b"".join(chunks)
 
 
 async def _answer(
@@ -155,7 +253,11 @@ def token_openapi() -> dict[str, Any]:
         "post": {
             "tags": ["oidc"],
             "summary": "Token",
-            "description": "OAuth 2.0 token endpoint, client_credentials grant (RFC 6749 §4.4).",
+            "description": (
+                "OAuth 2.0 token endpoint: client_credentials (RFC 6749 §4.4) for service "
+                "accounts; authorization_code with PKCE (§4.1.3, RFC 7636) and refresh_token "
+                "(§6, rotated) for public clients (client_id, no secret)."
+            ),
             "operationId": "token",
             "requestBody": {
                 "required": True,
@@ -165,10 +267,21 @@ def token_openapi() -> dict[str, Any]:
                             "type": "object",
                             "required": ["grant_type"],
                             "properties": {
-                                "grant_type": {"type": "string", "enum": ["client_credentials"]},
+                                "grant_type": {
+                                    "type": "string",
+                                    "enum": [
+                                        "client_credentials",
+                                        "authorization_code",
+                                        "refresh_token",
+                                    ],
+                                },
                                 "client_id": {"type": "string"},
                                 "client_secret": {"type": "string"},
                                 "scope": {"type": "string"},
+                                "code": {"type": "string"},
+                                "redirect_uri": {"type": "string"},
+                                "code_verifier": {"type": "string"},
+                                "refresh_token": {"type": "string"},
                             },
                         }
                     }
@@ -187,6 +300,8 @@ def token_openapi() -> dict[str, Any]:
                                     "token_type": {"type": "string", "enum": ["Bearer"]},
                                     "expires_in": {"type": "integer"},
                                     "scope": {"type": "string"},
+                                    "refresh_token": {"type": "string"},
+                                    "id_token": {"type": "string"},
                                 },
                             }
                         }
@@ -198,9 +313,16 @@ def token_openapi() -> dict[str, Any]:
                         "content": {"application/json": {"schema": error}},
                     }
                     for code, text in (
-                        ("400", "invalid_request, unsupported_grant_type, invalid_scope"),
+                        (
+                            "400",
+                            "invalid_request, unsupported_grant_type, invalid_scope, "
+                            "invalid_grant, unauthorized_client",
+                        ),
                         ("401", "invalid_client"),
+                        ("408", "body too slow"),
                         ("413", "body too large"),
+                        ("429", "slow_down: an abuse limit holds (Retry-After)"),
+                        ("503", "temporarily_unavailable: the store did not answer"),
                     )
                 },
             },

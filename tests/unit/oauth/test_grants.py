@@ -60,8 +60,8 @@ def test_resolve_scope_refuses(requested: str, allowed: tuple[str, ...]) -> None
     assert info.value.status_code == 400
 
 
-def test_registry_holds_client_credentials_only() -> None:
-    assert set(GRANTS) == {"client_credentials"}
+def test_registry_holds_client_credentials_and_the_user_grants() -> None:
+    assert set(GRANTS) == {"client_credentials", "authorization_code", "refresh_token"}
     assert all(name == grant.grant_type for name, grant in GRANTS.items())
 
 

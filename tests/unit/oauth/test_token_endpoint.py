@@ -227,10 +227,10 @@ def test_valid_basic_request_returns_a_token(config: IssuerConfig) -> None:
             id="password-wrong-secret",
         ),
         pytest.param(
-            {"grant_type": "authorization_code"},
+            {"grant_type": "urn:ietf:params:oauth:grant-type:device_code"},
             _basic("ci_unknown", "sk_x"),
             UnsupportedGrantTypeError,
-            id="code-unknown-client",
+            id="device-code-unknown-client",
         ),
         pytest.param(
             {**GOOD, "grant_type": "CLIENT_CREDENTIALS"},

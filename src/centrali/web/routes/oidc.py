@@ -20,9 +20,34 @@ def openid_configuration(request: Request) -> dict[str, Any]:
     return discovery_document(settings.issuer, settings.signing_alg)
 
 
-@router.get("/oidc/jwks")
+@router.get(
+    "/oidc/jwks",
+    response_class=JSONResponse,
+    responses={
+        200: {
+            "description": "The JWK Set",
+            "content": {
+                "application/jwk-set+json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["keys"],
+                        "properties": {"keys": {"type": "array", "items": {"type": "object"}}},
+                    }
+                }
+            },
+        }
+    },
+)
 def jwks(request: Request) -> JSONResponse:
-    """The public signing keys (RFC 7517)."""
+    """The public signing keys (RFC 7517): pending, active, and superseded keys whose tokens
+    may still be alive.
+
+    Verifiers may cache this for ``max-age`` (300 s). A rotated-in key is published for the
+    lead time (``CENTRALI_KEY_LEAD_TIME``, default 900 s) before it signs; as that exceeds
+    the max-age plus the workers' reread interval (``CENTRALI_KEY_REFRESH_SECONDS``, 10 s),
+    every cached copy names the new kid before the first token it signs, and the old key
+    stays until its last token has expired: a caching verifier never meets an unknown kid.
+    """
     return JSONResponse(
         get_runtime(request).keys.jwks(),
         headers={"Cache-Control": "public, max-age=300"},

@@ -8,9 +8,11 @@ from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
 from centrali.services import service_accounts as accounts
+from centrali.services.errors import InvalidBodyError
 from centrali.services.service_accounts import parse_account_id
-from centrali.services.validation import PageRequest
+from centrali.services.validation import MAX_ID, PageRequest, parse_int
 from centrali.web.deps import ManagerDep
+from centrali.web.openapi_errors import API_ERRORS
 from centrali.web.runtime import get_runtime
 from centrali.web.schemas import (
     DescriptionUpdate,
@@ -21,7 +23,9 @@ from centrali.web.schemas import (
 )
 
 router = APIRouter(
-    prefix="/workspace/{workspace_slug}/api/v1/service-accounts", tags=["service accounts"]
+    prefix="/workspace/{workspace_slug}/api/v1/service-accounts",
+    tags=["service accounts"],
+    responses=API_ERRORS,
 )
 
 NO_STORE = {"Cache-Control": "no-store"}
@@ -52,12 +56,25 @@ def list_service_accounts(
     actor: ManagerDep,
     page: str | None = None,
     limit: str | None = None,
+    after: str | None = None,
 ) -> dict[str, Any]:
+    """A page by number (``page``), or after the account ``after`` (keyset: the same cost
+    at any depth). ``nextAfter`` is the ``after`` of the next page, null on the last."""
     paging = PageRequest.parse(page, limit)
+    cursor = None
+    if after is not None:
+        if page is not None:
+            raise InvalidBodyError("give page or after, not both", field="after")
+        cursor = parse_int(after, "after", 0, 0, MAX_ID)
     views, total = accounts.list_accounts(
-        get_runtime(request).db, workspace_slug=workspace_slug, page=paging
+        get_runtime(request).db, workspace_slug=workspace_slug, page=paging, after=cursor
     )
-    return paging.body([v.as_dict() for v in views], total)
+    body = paging.body([v.as_dict() for v in views], total)
+    if cursor is not None:
+        del body["page"]
+        body["after"] = cursor
+    body["nextAfter"] = views[-1].id if len(views) == paging.limit else None
+    return body
 
 
 @router.get("/{account_id}")

@@ -10,10 +10,15 @@ from starlette.responses import Response
 from centrali.services import structures as svc
 from centrali.services.validation import PageRequest
 from centrali.web.deps import StructuresRead, StructuresWrite
+from centrali.web.openapi_errors import API_ERRORS
 from centrali.web.runtime import get_runtime
 from centrali.web.schemas import StructureCreate, StructureUpdate
 
-router = APIRouter(prefix="/workspace/{workspace_slug}/api/v1/structures", tags=["structures"])
+router = APIRouter(
+    prefix="/workspace/{workspace_slug}/api/v1/structures",
+    tags=["structures"],
+    responses=API_ERRORS,
+)
 
 
 @router.get("")

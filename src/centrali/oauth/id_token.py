@@ -1,0 +1,103 @@
+"""ID Tokens (OpenID Connect Core 1.0 §2, §3.1.3.6, §12.2) and ``id_token_hint`` (OpenID
+Connect RP-Initiated Logout 1.0 §2).
+
+Signed with the issuer's current signing key (RS256 unless ``CENTRALI_SIGNING_ALG`` says
+otherwise; discovery names it), header ``typ: JWT``: an ID token is never accepted as an
+access token (which must be ``at+jwt``), and an access token is never read as a hint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from centrali.oauth.keys import SUPPORTED_ALGS, KeySet, alg_for_key
+from centrali.oauth.tokens import InvalidTokenError, UnknownKeyError
+
+ID_TOKEN_TYP = "JWT"
+
+
+@dataclass(frozen=True, slots=True)
+class IdTokenFacts:
+    """Who signed in, where, when, and for which client."""
+
+    subject: str
+    client_id: str
+    email: str
+    auth_time: int
+    nonce: str | None = None
+    sid: str | None = None
+
+
+def id_token_claims(facts: IdTokenFacts, *, issuer: str, ttl: int, now: float) -> dict[str, Any]:
+    """The claims: ``iss``, ``sub``, ``aud`` (the client), ``iat``, ``exp``, ``auth_time``,
+    ``email``, and ``nonce`` / ``sid`` when known."""
+    iat = int(now)
+    claims: dict[str, Any] = {
+        "iss": issuer,
+        "sub": facts.subject,
+        "aud": facts.client_id,
+        "iat": iat,
+        "exp": iat + ttl,
+        "auth_time": facts.auth_time,
+        "email": facts.email,
+    }
+    if facts.nonce is not None:
+        claims["nonce"] = facts.nonce
+    if facts.sid is not None:
+        claims["sid"] = facts.sid
+    return claims
+
+
+def issue_id_token(facts: IdTokenFacts, *, keys: KeySet, issuer: str, ttl: int, now: float) -> str:
+    key = keys.signing
+    return jwt.encode(
+        id_token_claims(facts, issuer=issuer, ttl=ttl, now=now),
+        key.private_key,
+        algorithm=key.alg,
+        headers={"kid": key.kid, "typ": ID_TOKEN_TYP},
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class IdTokenHint:
+    subject: str
+    client_id: str
+    sid: str | None
+
+
+def read_id_token_hint(token: str, public_keys: Mapping[str, Any], *, issuer: str) -> IdTokenHint:
+    """An ID token we issued (signature, ``typ``, ``iss``), expired or not: a hint may be
+    presented after the token expired (RP-Initiated Logout §2)."""
+    if not token.isascii():  # a compact JWS is base64url and dots only (RFC 7515 §7.1)
+        raise InvalidTokenError("malformed token")
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError as exc:
+        raise InvalidTokenError("malformed token") from exc
+    if header.get("alg") not in SUPPORTED_ALGS or header.get("typ") != ID_TOKEN_TYP:
+        raise InvalidTokenError("not an ID token")
+    kid = header.get("kid")
+    key = public_keys.get(kid) if isinstance(kid, str) else None
+    if key is None:
+        raise UnknownKeyError("unknown kid")
+    alg = alg_for_key(key)
+    if header["alg"] != alg:
+        raise InvalidTokenError("algorithm does not match the key")
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key,
+            algorithms=[alg],
+            issuer=issuer,
+            options={"verify_aud": False, "verify_exp": False, "verify_iat": False},
+        )
+    except jwt.PyJWTError as exc:
+        raise InvalidTokenError(type(exc).__name__) from exc
+    sub, aud, sid = claims.get("sub"), claims.get("aud"), claims.get("sid")
+    if not isinstance(sub, str) or not isinstance(aud, str):
+        raise InvalidTokenError("sub/aud missing")
+    return IdTokenHint(subject=sub, client_id=aud, sid=sid if isinstance(sid, str) else None)

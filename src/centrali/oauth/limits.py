@@ -1,0 +1,231 @@
+"""Abuse limits of the token endpoint: token buckets, checked before any secret is.
+
+Three budgets, each a bucket that holds ``limit`` tokens and refills ``limit`` per minute:
+
+- failed authentications per source address (``failures_per_ip``);
+- failed authentications per source address *and* client_id (``failures_per_client_ip``):
+  an attacker hammering one client_id from one address exhausts that budget, while the real
+  client, from its own address, keeps its own;
+- tokens issued per client_id (``issuance_per_client``), charged on success only, so only
+  the holder of the secret can spend it.
+
+A request is refused (429, ``slow_down``) while any of its buckets is empty. It takes a
+token from each before its secret is checked and gets back what the outcome did not spend
+(see ``TokenLimiter``). The bucket arithmetic lives here, with no I/O; the
+in-process store below keeps buckets in a dict, and ``centrali.store.redis_limits`` keeps
+them in Redis so several instances share one budget.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from centrali.oauth.errors import OAuthError
+
+MAX_RETRY_AFTER = 60
+_WINDOW = 60.0  # every limit is "per minute"
+
+
+class SlowDownError(OAuthError):
+    """429 with ``Retry-After``: a limit holds; no secret was checked."""
+
+    error = "slow_down"
+    status_code = 429
+    description = "Too many requests; retry later"
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(None, detail="rate limited")
+        self.retry_after = max(1, min(MAX_RETRY_AFTER, math.ceil(retry_after)))
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+@dataclass(frozen=True, slots=True)
+class LimitSettings:
+    failures_per_ip: int = 100
+    failures_per_client_ip: int = 20
+    issuance_per_client: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.failures_per_ip or self.failures_per_client_ip or self.issuance_per_client)
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """One budget: its key and capacity (tokens per minute)."""
+
+    key: str
+    capacity: int
+
+    @property
+    def rate(self) -> float:
+        return self.capacity / _WINDOW
+
+
+def level_now(capacity: int, level: float, updated: float, now: float) -> float:
+    """The bucket's level at ``now`` after refilling since ``updated``."""
+    return min(float(capacity), level + max(0.0, now - updated) * capacity / _WINDOW)
+
+
+def wait_for_one(bucket: Bucket, level: float) -> float:
+    """Seconds until ``bucket`` holds one token again (0 when it does)."""
+    return 0.0 if level >= 1.0 else (1.0 - level) / bucket.rate
+
+
+_MAX_KEY_ID = 128  # real ids are ~35 characters; a longer one only needs to be told apart
+
+
+def failure_buckets(ip: str, client_id: str | None, s: LimitSettings) -> list[Bucket]:
+    """The buckets a failed authentication is charged to."""
+    buckets = []
+    if s.failures_per_ip:
+        buckets.append(Bucket(f"f:ip:{ip}", s.failures_per_ip))
+    if client_id is not None and s.failures_per_client_ip:
+        buckets.append(Bucket(f"f:ipc:{ip}:{client_id[:_MAX_KEY_ID]}", s.failures_per_client_ip))
+    return buckets
+
+
+def issuance_buckets(client_id: str, s: LimitSettings) -> list[Bucket]:
+    if not s.issuance_per_client:
+        return []
+    return [Bucket(f"i:c:{client_id[:_MAX_KEY_ID]}", s.issuance_per_client)]
+
+
+class BucketStore(Protocol):
+    """Where bucket levels live; every method is one atomic step for all ``buckets``."""
+
+    async def take(self, buckets: Sequence[Bucket], now: float) -> float:
+        """Take one token from every bucket if each holds one and return 0; else take
+        nothing and return the seconds until each holds one again."""
+        ...
+
+    async def give_back(self, buckets: Sequence[Bucket], now: float) -> None:
+        """Return one token to every bucket (never above capacity)."""
+        ...
+
+    async def wait_time(self, buckets: Sequence[Bucket], now: float) -> float:
+        """Seconds until every bucket holds a token (0: go ahead); takes nothing."""
+        ...
+
+    async def charge(self, buckets: Sequence[Bucket], now: float) -> None:
+        """Take one token from every bucket, never below empty."""
+        ...
+
+
+class MemoryBucketStore:
+    """Buckets in this process. When the table grows past ``max_entries`` the buckets that
+    are full again are dropped first, then the fullest: memory stays bounded, and a flood of
+    new keys cannot wash out the buckets that are actually holding someone back."""
+
+    def __init__(self, max_entries: int = 100_000) -> None:
+        self._levels: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+        self._max_entries = max_entries
+
+    async def take(self, buckets: Sequence[Bucket], now: float) -> float:
+        return self.take_sync(buckets, now)
+
+    async def give_back(self, buckets: Sequence[Bucket], now: float) -> None:
+        self.give_back_sync(buckets, now)
+
+    async def wait_time(self, buckets: Sequence[Bucket], now: float) -> float:
+        with self._lock:
+            return max((wait_for_one(b, self._level(b, now)) for b in buckets), default=0.0)
+
+    async def charge(self, buckets: Sequence[Bucket], now: float) -> None:
+        with self._lock:
+            for bucket in buckets:
+                self._levels[bucket.key] = (max(0.0, self._level(bucket, now) - 1.0), now)
+            if len(self._levels) > self._max_entries:
+                self._sweep(now)
+
+    def _level(self, bucket: Bucket, now: float) -> float:
+        held = self._levels.get(bucket.key)
+        if held is None:
+            return float(bucket.capacity)
+        return level_now(bucket.capacity, held[0], held[1], now)
+
+    def take_sync(self, buckets: Sequence[Bucket], now: float) -> float:
+        with self._lock:
+            levels = [self._level(b, now) for b in buckets]
+            wait = max(
+                (wait_for_one(b, lv) for b, lv in zip(buckets, levels, strict=True)), default=0.0
+            )
+            if wait > 0:
+                return wait
+            for bucket, level in zip(buckets, levels, strict=True):
+                self._levels[bucket.key] = (level - 1.0, now)
+            if len(self._levels) > self._max_entries:
+                self._sweep(now)
+            return 0.0
+
+    def give_back_sync(self, buckets: Sequence[Bucket], now: float) -> None:
+        with self._lock:
+            for bucket in buckets:
+                if bucket.key in self._levels:
+                    level = min(float(bucket.capacity), self._level(bucket, now) + 1.0)
+                    self._levels[bucket.key] = (level, now)
+
+    def _sweep(self, now: float) -> None:
+        idle = [k for k, (_, updated) in self._levels.items() if now - updated >= _WINDOW]
+        for key in idle:
+            del self._levels[key]
+        if len(self._levels) > self._max_entries:
+            fullest = sorted(self._levels.items(), key=lambda item: -item[1][0])
+            for key, _ in fullest[: len(fullest) // 2]:
+                del self._levels[key]
+
+    def __len__(self) -> int:
+        return len(self._levels)
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """The tokens a request took when it was let in; ``settle`` keeps or returns them."""
+
+    failure: tuple[Bucket, ...] = ()
+    issuance: tuple[Bucket, ...] = ()
+
+
+NOTHING_TAKEN = Admission()
+
+
+class TokenLimiter:
+    """The three budgets over a bucket store.
+
+    A request takes its tokens *before* its secret is checked (``admit``), so concurrent
+    attempts cannot all slip past one check, and ``settle`` gives back what the outcome did
+    not spend: a success returns the failure tokens, a failed authentication returns the
+    issuance token, anything else returns both."""
+
+    def __init__(self, settings: LimitSettings, store: BucketStore) -> None:
+        self.settings = settings
+        self.store = store
+
+    async def admit(self, ip: str, client_id: str | None, now: float) -> Admission:
+        """Take this request's tokens, or raise SlowDownError while a budget is spent."""
+        failure = tuple(failure_buckets(ip, client_id, self.settings))
+        issuance = tuple(issuance_buckets(client_id, self.settings)) if client_id else ()
+        if not failure and not issuance:
+            return NOTHING_TAKEN
+        wait = await self.store.take((*failure, *issuance), now)
+        if wait > 0:
+            raise SlowDownError(wait)
+        return Admission(failure, issuance)
+
+    async def settle(self, admission: Admission, outcome: str, now: float) -> None:
+        """``outcome``: "issued", "auth_failed" or anything else (neither)."""
+        if outcome == "issued":
+            back: tuple[Bucket, ...] = admission.failure
+        elif outcome == "auth_failed":
+            back = admission.issuance
+        else:
+            back = (*admission.failure, *admission.issuance)
+        if back:
+            await self.store.give_back(back, now)

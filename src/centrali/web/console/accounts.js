@@ -1,0 +1,375 @@
+// The service-account pages: the list, the create form, and one account with its actions.
+
+import {
+  activateAccount,
+  createAccount,
+  deleteAccount,
+  describeAccount,
+  getAccount,
+  listAccounts,
+  renameAccount,
+  revokeAccount,
+  rotateSecret,
+  setAccountGroups,
+} from './api.js';
+import { clear, confirmDialog, copyText, fill, h, notify, parseList, time } from './dom.js';
+import { actor, busy, pager, positiveInt, reportError } from './views.js';
+
+const PAGE_SIZE = 20;
+
+// A secret just created or rotated, on its way from the action to the page that shows it.
+// It lives in this variable only (never in Web Storage or the address): the account page
+// takes it out and holds it in its own DOM, so leaving that page or reloading loses it.
+let oneTimeSecret = null;
+
+function takeSecret(accountId) {
+  const secret = oneTimeSecret;
+  oneTimeSecret = null;
+  return secret && secret.id === accountId ? secret : null;
+}
+
+export function statusBadge(status) {
+  const label = { active: 'Active', revoked: 'Revoked', deleted: 'Deleted' }[status] ?? status;
+  return h('span', { class: `badge badge-${status}` }, label);
+}
+
+function groupChips(groups) {
+  if (!groups?.length) return h('span', { class: 'muted' }, 'no groups');
+  return h('span', { class: 'chips' }, groups.map((g) => h('span', { class: 'chip' }, g)));
+}
+
+// --- the list --------------------------------------------------------------------------
+
+export async function accountsPage(ctx) {
+  const page = positiveInt(ctx.query.get('page'), 1);
+  const result = await listAccounts(page, PAGE_SIZE);
+  ctx.title('Service accounts');
+  const head = h('div', { class: 'page-head' },
+    h('h1', {}, 'Service accounts'),
+    h('a', { href: ctx.href('/new'), class: 'btn btn-primary', 'data-route': '' }, 'New service account'),
+  );
+  const intro = h('p', { class: 'lead' },
+    'Programs sign in with a service account\u2019s client ID and secret (the OAuth 2.0 ',
+    'client-credentials grant) and call the workspace API with the token they get.');
+  if (result.total === 0) {
+    return [head, intro, h('div', { class: 'empty' },
+      h('p', {}, 'This workspace has no service accounts yet.'),
+      h('a', { href: ctx.href('/new'), class: 'btn', 'data-route': '' }, 'Create the first one'))];
+  }
+  const rows = result.data.map((a) => h('tr', { 'data-account-id': a.id },
+    h('td', {},
+      h('a', { href: ctx.href(`/accounts/${a.id}`), 'data-route': '', class: 'name' }, a.name),
+      a.description ? h('div', { class: 'muted small clip' }, a.description) : null),
+    h('td', {}, h('code', {}, a.clientId)),
+    h('td', {}, statusBadge(a.status)),
+    h('td', {}, groupChips(a.groups)),
+    h('td', { class: 'nowrap' }, time(a.createdAt)),
+    h('td', { class: 'nowrap' }, time(a.updatedAt)),
+  ));
+  const table = h('div', { class: 'table-wrap' }, h('table', { class: 'table', id: 'accounts' },
+    h('thead', {}, h('tr', {},
+      ['Name', 'Client ID', 'Status', 'Groups', 'Created', 'Last changed'].map((t) => h('th', { scope: 'col' }, t)))),
+    h('tbody', {}, rows.length ? rows : h('tr', {}, h('td', { colspan: 6, class: 'muted' }, 'Nothing on this page.'))),
+  ));
+  return [head, intro, table, pager(ctx, result, ['service account', 'service accounts'])];
+}
+
+// --- create ----------------------------------------------------------------------------
+
+export async function createPage(ctx) {
+  ctx.title('New service account');
+  const slot = h('div', { class: 'slot' });
+  const name = h('input', { id: 'name', name: 'name', required: true, autocomplete: 'off' });
+  const description = h('textarea', { id: 'description', name: 'description', rows: 3 });
+  const groups = h('input', { id: 'groups', name: 'groups', autocomplete: 'off', placeholder: 'api-users' });
+  const submit = h('button', { type: 'submit', class: 'btn btn-primary' }, 'Create service account');
+  const form = h('form', { class: 'form', id: 'create-form', novalidate: true },
+    field('Name', name, 'What uses it, e.g. \u201cProduction API client\u201d.'),
+    field('Description (optional)', description),
+    field('Groups (optional)', groups,
+      'Group names separated by commas. Leave empty for the workspace\u2019s default groups.'),
+    h('div', { class: 'actions' }, submit, h('a', { href: ctx.href('/'), class: 'btn', 'data-route': '' }, 'Cancel')),
+  );
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    if (!name.value.trim()) {
+      notify(slot, 'error', 'Give the service account a name.');
+      name.focus();
+      return;
+    }
+    busy(submit, async () => {
+      clear(slot);
+      try {
+        const body = { name: name.value.trim() };
+        if (description.value.trim()) body.description = description.value.trim();
+        const chosen = parseList(groups.value);
+        if (chosen.length) body.groups = chosen;
+        const created = await createAccount(body);
+        const { clientSecret, ...account } = created;
+        // The account travels along, so the page need not fetch it (a failed fetch there
+        // would lose the secret for good).
+        oneTimeSecret = { id: created.id, clientId: created.clientId, clientSecret, kind: 'created', account };
+        ctx.navigate(`/accounts/${created.id}`);
+      } catch (error) {
+        reportError(slot, 'The service account was not created.', error);
+      }
+    });
+  });
+  ctx.autofocus = name;
+  return [
+    h('a', { href: ctx.href('/'), class: 'back', 'data-route': '' }, '\u2190 All service accounts'),
+    h('h1', {}, 'New service account'),
+    slot,
+    form,
+  ];
+}
+
+function field(label, control, help) {
+  const helpId = help ? `${control.id}-help` : null;
+  if (helpId) control.setAttribute('aria-describedby', helpId);
+  return h('div', { class: 'field' },
+    h('label', { for: control.id }, label),
+    control,
+    help ? h('p', { class: 'help', id: helpId }, help) : null);
+}
+
+// --- one account -----------------------------------------------------------------------
+
+export async function accountPage(ctx, id) {
+  const secret = takeSecret(id);
+  let account = secret?.account ?? (await getAccount(id));
+  ctx.title(account.name);
+  const secretSlot = h('div', { class: 'slot', id: 'secret-slot' });
+  const title = h('h1', { class: 'account-title' });
+  const details = h('dl', { class: 'details', id: 'details' });
+  const statusSection = h('section', { class: 'card', id: 'status-section' });
+
+  function show(next) {
+    account = next;
+    ctx.title(account.name);
+    fill(title, account.name, ' ', statusBadge(account.status));
+    fill(details,
+      item('Client ID', h('span', { class: 'inline' }, h('code', { id: 'client-id' }, account.clientId),
+        copyButton(account.clientId, 'Copy client ID'))),
+      item('Status', statusBadge(account.status)),
+      item('Description', account.description ? account.description : h('span', { class: 'muted' }, 'none')),
+      item('Groups', groupChips(account.groups)),
+      item('Grant types', account.grant_types?.join(', ') || '\u2014'),
+      item('Scope', account.scope || '\u2014'),
+      item('Created', time(account.createdAt), account.createdBy ? [' by ', actor(account.createdBy)] : null),
+      item('Last changed', time(account.updatedAt)),
+    );
+    renderStatus();
+  }
+
+  function showSecret(secret) {
+    fill(secretSlot, secretPanel(secret, () => clear(secretSlot)));
+    secretSlot.scrollIntoView({ block: 'start' });
+    secretSlot.querySelector('input').focus();
+  }
+
+  // Name, description, groups: one small form each.
+  const nameSlot = h('div', { class: 'slot' });
+  const nameInput = h('input', { id: 'edit-name', name: 'name', value: account.name, autocomplete: 'off' });
+  const nameForm = editForm('rename-form', 'Name', nameInput, 'Save name', nameSlot, async () => {
+    if (!nameInput.value.trim()) throw new Error('empty');
+    show(await renameAccount(account.id, nameInput.value.trim()));
+    return 'Name saved.';
+  }, 'The name was not saved.');
+
+  const descSlot = h('div', { class: 'slot' });
+  const descInput = h('textarea', { id: 'edit-description', name: 'description', rows: 3, value: account.description ?? '' });
+  const descForm = editForm('describe-form', 'Description', descInput, 'Save description', descSlot, async () => {
+    show(await describeAccount(account.id, descInput.value.trim() || null));
+    return descInput.value.trim() ? 'Description saved.' : 'Description removed.';
+  }, 'The description was not saved.');
+
+  const groupsSlot = h('div', { class: 'slot' });
+  const groupsInput = h('input', { id: 'edit-groups', name: 'groups', value: account.groups.join(', '), autocomplete: 'off' });
+  const groupsForm = editForm('groups-form', 'Groups', groupsInput, 'Save groups', groupsSlot, async () => {
+    show(await setAccountGroups(account.id, parseList(groupsInput.value)));
+    groupsInput.value = account.groups.join(', ');
+    return 'Groups saved. Tokens issued from now on carry them.';
+  }, 'The groups were not saved.', 'Group names separated by commas; empty for none. Each call checks the groups anew.');
+
+  // Rotate.
+  const rotateSlot = h('div', { class: 'slot' });
+  const rotateButton = h('button', { type: 'button', class: 'btn', id: 'rotate' }, 'Rotate secret\u2026');
+  rotateButton.addEventListener('click', async () => {
+    const values = await confirmDialog({
+      title: 'Rotate the client secret?',
+      text: [`A new secret is made for \u201c${account.name}\u201d and the old one stops working at once.`,
+        'Programs that still use the old secret are refused until they are given the new one.'],
+      confirmLabel: 'Rotate secret',
+      fields: h('label', { class: 'check' },
+        h('input', { type: 'checkbox', name: 'revokeTokens', id: 'rotate-revoke-tokens' }),
+        ' Also refuse the access tokens already issued to it'),
+    });
+    if (!values) return;
+    busy(rotateButton, async () => {
+      clear(rotateSlot);
+      try {
+        const rotated = await rotateSecret(account.id, values.revokeTokens === 'on');
+        show({ ...account, name: rotated.name, updatedAt: rotated.updatedAt });
+        showSecret({ clientId: rotated.clientId, clientSecret: rotated.clientSecret, kind: 'rotated' });
+      } catch (error) {
+        reportError(rotateSlot, 'The secret was not rotated.', error);
+      }
+    });
+  });
+
+  // Revoke / activate.
+  const statusSlot = h('div', { class: 'slot' });
+  function renderStatus() {
+    const revoked = account.status === 'revoked';
+    const button = h('button', { type: 'button', class: revoked ? 'btn btn-primary' : 'btn btn-warning', id: revoked ? 'activate' : 'revoke' },
+      revoked ? 'Activate' : 'Revoke\u2026');
+    button.addEventListener('click', async () => {
+      if (!revoked) {
+        const ok = await confirmDialog({
+          title: 'Revoke this service account?',
+          text: [`\u201c${account.name}\u201d can get no more tokens, and the tokens it already has are refused by the API at once.`,
+            'You can activate it again later; tokens issued before now stay refused.'],
+          confirmLabel: 'Revoke',
+          danger: true,
+        });
+        if (!ok) return;
+      }
+      busy(button, async () => {
+        clear(statusSlot);
+        try {
+          show(revoked ? await activateAccount(account.id) : await revokeAccount(account.id));
+          notify(statusSlot, 'ok', revoked
+            ? 'The service account is active again: it can get tokens with its current secret.'
+            : 'The service account is revoked: its token requests and tokens are refused.');
+        } catch (error) {
+          reportError(statusSlot, revoked ? 'The service account was not activated.' : 'The service account was not revoked.', error);
+        }
+      });
+    });
+    fill(statusSection,
+      h('h2', {}, 'Status'),
+      h('p', {}, revoked
+        ? 'Revoked: token requests with its credentials are refused, and so are tokens issued before the revocation.'
+        : 'Active: it can get access tokens with its client ID and secret.'),
+      h('div', { class: 'actions' }, button),
+      statusSlot);
+  }
+
+  // Delete.
+  const deleteSlot = h('div', { class: 'slot' });
+  const deleteButton = h('button', { type: 'button', class: 'btn btn-danger', id: 'delete' }, 'Delete service account\u2026');
+  deleteButton.addEventListener('click', async () => {
+    const ok = await confirmDialog({
+      title: 'Delete this service account?',
+      text: [`\u201c${account.name}\u201d (${account.clientId}) is deleted for good: its credentials and tokens are refused at once.`,
+        'This cannot be undone.'],
+      confirmLabel: 'Delete for good',
+      danger: true,
+    });
+    if (!ok) return;
+    busy(deleteButton, async () => {
+      clear(deleteSlot);
+      try {
+        await deleteAccount(account.id);
+        ctx.navigate('/', { flash: ['ok', `The service account \u201c${account.name}\u201d was deleted.`] });
+      } catch (error) {
+        reportError(deleteSlot, 'The service account was not deleted.', error);
+      }
+    });
+  });
+
+  show(account);
+  if (secret) {
+    showSecret(secret);
+    ctx.autofocus = secretSlot.querySelector('#copy-secret');
+  }
+
+  return [
+    h('a', { href: ctx.href('/'), class: 'back', 'data-route': '' }, '\u2190 All service accounts'),
+    title,
+    secretSlot,
+    h('section', { class: 'card' }, h('h2', {}, 'Details'), details),
+    h('section', { class: 'card' }, h('h2', {}, 'Edit'), nameForm, descForm, groupsForm),
+    h('section', { class: 'card' }, h('h2', {}, 'Client secret'),
+      h('p', {}, 'The secret is shown only when it is made. Rotating makes a new one and refuses the old one at once.'),
+      h('div', { class: 'actions' }, rotateButton), rotateSlot),
+    statusSection,
+    h('section', { class: 'card card-danger' }, h('h2', {}, 'Delete'),
+      h('p', {}, 'Deleting removes the service account for good; its client ID can never get a token again.'),
+      h('div', { class: 'actions' }, deleteButton), deleteSlot),
+  ];
+}
+
+function item(label, ...value) {
+  return [h('dt', {}, label), h('dd', {}, value)];
+}
+
+function editForm(id, label, control, buttonLabel, slot, save, failure, help) {
+  const button = h('button', { type: 'submit', class: 'btn' }, buttonLabel);
+  const form = h('form', { class: 'form edit-form', id, novalidate: true },
+    field(label, control, help), h('div', { class: 'actions' }, button), slot);
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    busy(button, async () => {
+      clear(slot);
+      try {
+        notify(slot, 'ok', await save());
+      } catch (error) {
+        if (error.message === 'empty') notify(slot, 'error', `${failure} The name must not be empty.`);
+        else reportError(slot, failure, error);
+      }
+    });
+  });
+  return form;
+}
+
+function copyButton(text, label) {
+  const button = h('button', { type: 'button', class: 'btn btn-small', title: label, 'aria-label': label }, 'Copy');
+  button.addEventListener('click', async () => {
+    try {
+      button.textContent = (await copyText(text)) ? 'Copied' : 'Select and copy';
+    } catch {
+      button.textContent = 'Copy failed';
+    }
+    setTimeout(() => { button.textContent = 'Copy'; }, 2000);
+  });
+  return button;
+}
+
+function secretPanel(secret, dismiss) {
+  const input = h('input', {
+    id: 'one-time-secret', class: 'secret', type: 'text', readonly: true, value: secret.clientSecret,
+    'aria-label': 'Client secret', spellcheck: 'false', autocomplete: 'off',
+  });
+  input.addEventListener('focus', () => input.select());
+  const status = h('span', { class: 'copy-status', role: 'status', id: 'copy-status' });
+  const copy = h('button', { type: 'button', class: 'btn btn-primary', id: 'copy-secret' }, 'Copy secret');
+  copy.addEventListener('click', async () => {
+    try {
+      status.textContent = (await copyText(secret.clientSecret, input))
+        ? 'Copied to the clipboard.'
+        : 'Selected: press Ctrl+C (\u2318C on a Mac) to copy.';
+    } catch {
+      status.textContent = 'Copying failed: select the secret and copy it by hand.';
+    }
+  });
+  const hide = h('button', { type: 'button', class: 'btn', id: 'hide-secret' }, 'I have stored it \u2014 hide the secret');
+  hide.addEventListener('click', () => {
+    input.value = '';
+    dismiss();
+  });
+  const rotated = secret.kind === 'rotated';
+  return h('section', { class: 'secret-panel', id: 'secret-panel', 'aria-labelledby': 'secret-title' },
+    h('h2', { id: 'secret-title' }, rotated ? 'New client secret' : 'Client secret'),
+    h('p', { class: 'warning' },
+      h('strong', {}, 'Copy the secret now: it is shown this once. '),
+      'The server keeps only a one-way hash of it, so nobody can show it again \u2014 not after a reload, ',
+      'not to an administrator. If it is lost, rotate the secret to get a new one.'),
+    h('div', { class: 'secret-row' }, input, copy),
+    status,
+    h('p', {}, 'Client ID: ', h('code', {}, secret.clientId)),
+    rotated ? h('p', {}, 'The old secret no longer works: give the new one to every program that used it.') : null,
+    h('div', { class: 'actions' }, hide),
+  );
+}

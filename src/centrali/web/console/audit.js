@@ -1,0 +1,126 @@
+// The workspace's audit log: who did what to which service account, newest first.
+
+import { ApiError, listAuditEvents } from './api.js';
+import { h, time } from './dom.js';
+import { actor, pager, positiveInt } from './views.js';
+
+const PAGE_SIZE = 50;
+
+export const ACTIONS = {
+  'service_account.created': 'Created',
+  'service_account.renamed': 'Renamed',
+  'service_account.described': 'Description changed',
+  'service_account.groups_changed': 'Groups changed',
+  'service_account.rotated': 'Secret rotated',
+  'service_account.revoked': 'Revoked',
+  'service_account.activated': 'Activated',
+  'service_account.deleted': 'Deleted',
+};
+
+const FILTERS = ['action', 'actor', 'target', 'since', 'until'];
+
+export async function auditPage(ctx) {
+  ctx.title('Audit log');
+  const page = positiveInt(ctx.query.get('page'), 1);
+  const query = { page, limit: PAGE_SIZE };
+  for (const name of FILTERS) query[name] = ctx.query.get(name) || undefined;
+  const head = [
+    h('h1', {}, 'Audit log'),
+    h('p', { class: 'lead' }, 'Every change to the workspace\u2019s service accounts, newest first. Secrets are never recorded.'),
+    filterForm(ctx),
+  ];
+  let result;
+  try {
+    result = await listAuditEvents(query);
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 404 && error.serverMessage === 'Not found') {
+      return [...head, h('p', { class: 'empty' }, 'This server has no audit log API yet.')];
+    }
+    throw error;
+  }
+  if (result.total === 0) {
+    const filtered = FILTERS.some((name) => ctx.query.get(name));
+    return [...head, h('p', { class: 'empty' }, filtered ? 'No events match these filters.' : 'Nothing has happened yet.')];
+  }
+  const table = h('div', { class: 'table-wrap' }, h('table', { class: 'table', id: 'audit-events' },
+    h('thead', {}, h('tr', {}, ['Time', 'Action', 'Service account', 'By', 'From', 'Details'].map((t) => h('th', { scope: 'col' }, t)))),
+    h('tbody', {}, result.data.map((event) => h('tr', { 'data-action': event.action },
+      h('td', { class: 'nowrap' }, time(event.createdAt)),
+      h('td', { class: 'nowrap' }, ACTIONS[event.action] ?? event.action),
+      h('td', {}, event.target ? h('code', {}, event.target) : '\u2014'),
+      h('td', {}, actor(event.actor)),
+      h('td', {}, event.sourceIp ?? '\u2014'),
+      h('td', { class: 'small' }, describeDetails(event.details)),
+    ))),
+  ));
+  return [...head, table, pager(ctx, result, ['event', 'events'])];
+}
+
+/** The details of an event in words: "from A to B", "name: X", never a JSON dump. */
+export function describeDetails(details) {
+  if (!details || typeof details !== 'object') return '';
+  const parts = [];
+  if ('from' in details || 'to' in details) {
+    parts.push(`from ${show(details.from)} to ${show(details.to)}`);
+  }
+  for (const [key, value] of Object.entries(details)) {
+    if (['id', 'from', 'to'].includes(key)) continue;
+    parts.push(`${humanKey(key)}: ${show(value)}`);
+  }
+  return parts.join('; ');
+}
+
+function show(value) {
+  if (value === null || value === undefined || value === '') return 'none';
+  if (Array.isArray(value)) return value.length ? value.map(show).join(', ') : 'none';
+  if (typeof value === 'boolean') return value ? 'yes' : 'no';
+  if (typeof value === 'object') {
+    return Object.entries(value).map(([k, v]) => `${humanKey(k)} ${show(v)}`).join(', ');
+  }
+  return typeof value === 'string' ? `\u201c${value}\u201d` : String(value);
+}
+
+function humanKey(key) {
+  return key.replace(/_/g, ' ').replace(/([a-z])([A-Z])/g, '$1 $2').toLowerCase();
+}
+
+function localInput(iso) {
+  // datetime-local wants the local wall-clock time, without a zone.
+  if (!iso) return '';
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return '';
+  const pad = (n) => String(n).padStart(2, '0');
+  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}T${pad(date.getHours())}:${pad(date.getMinutes())}`;
+}
+
+function filterForm(ctx) {
+  const action = h('select', { id: 'filter-action', name: 'action' },
+    h('option', { value: '' }, 'Any action'),
+    Object.entries(ACTIONS).map(([value, label]) => h('option', { value }, label)));
+  action.value = ctx.query.get('action') ?? '';
+  const actor = h('input', { id: 'filter-actor', name: 'actor', value: ctx.query.get('actor') ?? '', placeholder: 'user ID' });
+  const target = h('input', { id: 'filter-target', name: 'target', value: ctx.query.get('target') ?? '', placeholder: 'ci_\u2026' });
+  const since = h('input', { id: 'filter-since', name: 'since', type: 'datetime-local', value: localInput(ctx.query.get('since')) });
+  const until = h('input', { id: 'filter-until', name: 'until', type: 'datetime-local', value: localInput(ctx.query.get('until')) });
+  const labelled = (text, control) => h('label', { class: 'filter' }, h('span', {}, text), control);
+  const form = h('form', { class: 'filters', id: 'audit-filters' },
+    labelled('Action', action), labelled('By', actor), labelled('Service account', target),
+    labelled('From', since), labelled('Until', until),
+    h('div', { class: 'actions' },
+      h('button', { type: 'submit', class: 'btn' }, 'Filter'),
+      h('a', { href: ctx.href('/audit'), class: 'btn', 'data-route': '' }, 'Clear')),
+  );
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const query = new URLSearchParams();
+    if (action.value) query.set('action', action.value);
+    if (actor.value.trim()) query.set('actor', actor.value.trim());
+    if (target.value.trim()) query.set('target', target.value.trim());
+    // The API wants an instant with a zone: the local time the user picked, in UTC.
+    if (since.value) query.set('since', new Date(since.value).toISOString());
+    if (until.value) query.set('until', new Date(until.value).toISOString());
+    const search = query.toString();
+    ctx.navigate(`/audit${search ? `?${search}` : ''}`);
+  });
+  return form;
+}

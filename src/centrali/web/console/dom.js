@@ -1,0 +1,103 @@
+// Building the page from nodes and text only: no HTML strings anywhere, so nothing the
+// API returns can ever become markup (the CSP's Trusted Types would refuse it anyway).
+
+/** An element: h('a', {href: '/x', class: 'btn'}, 'text', otherNode, [more, nodes]). */
+export function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs ?? {})) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key === 'class') el.className = value;
+    else if (key === 'value') el.value = value;
+    else if (key === 'checked') el.checked = Boolean(value);
+    else if (key.startsWith('on') && typeof value === 'function') {
+      el.addEventListener(key.slice(2), value);
+    } else el.setAttribute(key, value === true ? '' : String(value));
+  }
+  append(el, children);
+  return el;
+}
+
+export function append(el, children) {
+  for (const child of [children].flat(Infinity)) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : String(child));
+  }
+  return el;
+}
+
+/** Replace everything inside ``el``. */
+export function fill(el, ...children) {
+  el.replaceChildren();
+  return append(el, children);
+}
+
+const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+
+/** A <time> for an ISO 8601 instant, the exact value in its tooltip; a dash when absent. */
+export function time(iso) {
+  if (!iso) return h('span', { class: 'muted' }, '—');
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return h('span', {}, iso);
+  return h('time', { datetime: iso, title: iso }, dateFormat.format(date));
+}
+
+/** A message box in ``slot``: kind 'error' (role=alert), 'ok' or 'info' (role=status). */
+export function notify(slot, kind, text, ...extra) {
+  fill(
+    slot,
+    h('div', { class: `notice notice-${kind}`, role: kind === 'error' ? 'alert' : 'status' },
+      h('p', {}, text), extra),
+  );
+  return slot;
+}
+
+export function clear(slot) {
+  slot.replaceChildren();
+}
+
+/**
+ * A modal confirmation: resolves to the values of its form when confirmed, null when not.
+ * ``fields`` are extra form controls (a checkbox, say) whose values are returned by name.
+ */
+export function confirmDialog({ title, text, confirmLabel, danger = false, fields = [] }) {
+  return new Promise((resolve) => {
+    const form = h('form', { method: 'dialog', class: 'dialog-form' },
+      h('h2', {}, title),
+      [text].flat().map((line) => h('p', {}, line)),
+      fields,
+      h('div', { class: 'actions' },
+        h('button', { type: 'submit', value: 'cancel', class: 'btn' }, 'Cancel'),
+        h('button', {
+          type: 'submit', value: 'confirm', class: danger ? 'btn btn-danger' : 'btn btn-primary',
+        }, confirmLabel),
+      ),
+    );
+    const dialog = h('dialog', { class: 'dialog', 'aria-label': title }, form);
+    dialog.addEventListener('close', () => {
+      const values = Object.fromEntries(new FormData(form));
+      dialog.remove();
+      resolve(dialog.returnValue === 'confirm' ? values : null);
+    });
+    document.body.append(dialog);
+    dialog.showModal();
+    dialog.querySelector('button[value="cancel"]').focus();
+  });
+}
+
+/** Copy ``text``; where the Clipboard API is missing (plain HTTP), select ``input`` instead. */
+export async function copyText(text, input) {
+  if (navigator.clipboard && window.isSecureContext) {
+    await navigator.clipboard.writeText(text);
+    return true;
+  }
+  if (input) {
+    input.focus();
+    input.select();
+  }
+  return false;
+}
+
+/** Group names from "a, b  c" (commas or spaces), without empties or repeats. */
+export function parseList(text) {
+  return [...new Set(text.split(/[\s,]+/).filter(Boolean))];
+}

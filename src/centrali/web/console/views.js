@@ -1,0 +1,77 @@
+// Pieces shared by the pages: errors in words, paging, busy buttons.
+
+import { ConsoleError, SessionEndedError, currentUser, startSignIn } from './auth.js';
+import { h, notify } from './dom.js';
+
+/** Any failure as a sentence; never the raw JSON of an answer. */
+export function errorText(error) {
+  if (error instanceof ConsoleError) return error.message;
+  // A bug in the console itself: say so, rather than pretend the server refused.
+  return `Something went wrong in the console (${error?.message || error}). Reload and try again.`;
+}
+
+/** Show ``error`` in ``slot`` after ``what`` ("The name was not saved."). */
+export function reportError(slot, what, error) {
+  if (error instanceof SessionEndedError) {
+    notify(slot, 'error', `${what} ${error.message}`, signInButton());
+    return;
+  }
+  notify(slot, 'error', what ? `${what} ${errorText(error)}` : errorText(error));
+}
+
+export function signInButton(label = 'Sign in again') {
+  const button = h('button', { type: 'button', class: 'btn btn-primary' }, label);
+  button.addEventListener('click', () => {
+    startSignIn(window.location.pathname + window.location.search).catch((error) => {
+      button.replaceWith(h('p', {}, errorText(error)));
+    });
+  });
+  return button;
+}
+
+/** Who did something: "you" for the signed-in user (whose ID is in the tooltip). */
+export function actor(subject) {
+  if (!subject) return h('span', { class: 'muted' }, '\u2014');
+  if (subject === currentUser()?.subject) return h('span', { title: subject }, 'you');
+  return h('span', { class: 'subject' }, subject);
+}
+
+/** Run ``task`` with ``button`` disabled, so a double click sends one request. */
+export async function busy(button, task) {
+  if (button.disabled) return;
+  button.disabled = true;
+  button.setAttribute('aria-busy', 'true');
+  try {
+    await task();
+  } finally {
+    button.disabled = false;
+    button.removeAttribute('aria-busy');
+  }
+}
+
+export function positiveInt(text, fallback) {
+  const n = Number.parseInt(text ?? '', 10);
+  return Number.isSafeInteger(n) && n >= 1 ? n : fallback;
+}
+
+/** "41–60 of 75 service accounts" with previous and next links keeping the other filters. */
+export function pager(ctx, { page, limit, total }, [one, many]) {
+  const pages = Math.max(1, Math.ceil(total / limit));
+  const first = total === 0 ? 0 : Math.min(total, (page - 1) * limit + 1);
+  const last = Math.min(total, page * limit);
+  const link = (target, label, rel) => {
+    const query = new URLSearchParams(ctx.query);
+    if (target === 1) query.delete('page');
+    else query.set('page', String(target));
+    const search = query.toString();
+    return h('a', { href: `${ctx.href(ctx.path)}${search ? `?${search}` : ''}`, class: 'btn btn-small', rel, 'data-route': '' }, label);
+  };
+  const summary = first > last
+    ? `Page ${page} is past the end (${total} ${total === 1 ? one : many} in all).`
+    : `${first}\u2013${last} of ${total} ${total === 1 ? one : many}`;
+  return h('nav', { class: 'pager', 'aria-label': 'Pages' },
+    page > 1 ? link(Math.min(page - 1, pages), '\u2190 Previous', 'prev') : null,
+    h('span', { class: 'muted' }, summary),
+    page < pages ? link(page + 1, 'Next \u2192', 'next') : null,
+  );
+}

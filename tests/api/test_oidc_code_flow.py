@@ -1,0 +1,835 @@
+"""Human sign-in over HTTP: authorization code + PKCE, the sign-in form, tokens, refresh,
+userinfo, logout, and every refusal (OpenID Connect Core §3.1, RFC 6749 §4.1, RFC 7636,
+RFC 9700). SQLite, and PostgreSQL when configured."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx2 as httpx  # the HTTP library of Starlette's TestClient
+import jwt
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import update
+
+from centrali.config import Settings
+from centrali.services.oidc import register_public_client
+from centrali.services.permissions import ADMIN_GROUP
+from centrali.services.users import add_member, create_user, set_password
+from centrali.services.workspaces import create_workspace
+from centrali.store.db import Database
+from centrali.store.tables import AuthorizationCode
+from centrali.web.app import create_app
+from tests.api.oidc_browser import (
+    CALLBACK,
+    CONSOLE,
+    PASSWORD,
+    Flow,
+    form_inputs,
+    hidden_fields,
+    pkce_pair,
+    query_of,
+)
+from tests.conftest import ISSUER
+from tests.factories import Factory, bearer
+
+EMAIL = "ada@acme.test"
+ACCOUNTS = "/workspace/acme-corp/api/v1/service-accounts"
+
+
+@pytest.fixture
+def admin(factory: Factory, db: Database) -> str:
+    """A workspace admin of acme-corp with a password; returns the email."""
+    factory.workspace("acme-corp")
+    create_user(
+        db, email=EMAIL, workspace_slug="acme-corp", groups=[ADMIN_GROUP], password=PASSWORD
+    )
+    return EMAIL
+
+
+@pytest.fixture
+def flow(client: TestClient) -> Flow:
+    return Flow(client)
+
+
+def claims_of(client: TestClient, token: str, *, audience: str) -> dict[str, Any]:
+    """Claims of a JWT after checking its signature against the published JWKS."""
+    header = jwt.get_unverified_header(token)
+    keys = {k["kid"]: k for k in client.get("/oidc/jwks").json()["keys"]}
+    key = jwt.PyJWK(keys[header["kid"]])
+    decoded: dict[str, Any] = jwt.decode(
+        token, key, algorithms=["RS256"], audience=audience, issuer=ISSUER
+    )
+    return decoded
+
+
+def assert_error_page(r: httpx.Response, status: int = 400) -> None:
+    """Refused with a page of ours, never sent anywhere."""
+    assert r.status_code == status, r.text
+    assert "location" not in r.headers
+    assert r.headers["content-type"].startswith("text/html")
+
+
+def assert_redirected_error(r: httpx.Response, flow: Flow, error: str) -> None:
+    assert r.status_code == 303, r.text
+    location = r.headers["location"]
+    assert location.startswith(flow.redirect_uri + "?")
+    query = query_of(location)
+    assert query["error"] == error, query
+    assert query["state"] == flow.state
+    assert query["iss"] == ISSUER
+    assert "code" not in query
+
+
+def assert_invalid_grant(r: httpx.Response) -> None:
+    assert r.status_code == 400, r.text
+    assert r.json()["error"] == "invalid_grant"
+    assert r.headers["cache-control"] == "no-store"
+
+
+# --- the whole flow ---------------------------------------------------------------------------
+
+
+def test_sign_in_gives_tokens_that_work_on_the_management_api(
+    client: TestClient, flow: Flow, admin: str, db: Database
+) -> None:
+    page = flow.authorize()
+    assert page.status_code == 200
+    inputs = form_inputs(page.text)
+    assert inputs["email"]["type"] == "email"
+    assert inputs["password"]["type"] == "password"
+    assert {"csrf_token", "ticket"} <= set(hidden_fields(page.text))
+    assert page.text.count("<form") == 1
+
+    answer = flow.login(page, admin)
+    code = flow.code_of(answer)
+    r = flow.exchange(code)
+    assert r.status_code == 200, r.text
+    assert r.headers["cache-control"] == "no-store"
+    body = r.json()
+    assert body["token_type"] == "Bearer"
+    assert body["expires_in"] == 900
+    assert body["scope"] == "openid"
+    assert body["refresh_token"].startswith("rt_")
+
+    access = claims_of(client, body["access_token"], audience=ISSUER)
+    assert jwt.get_unverified_header(body["access_token"])["typ"] == "at+jwt"
+    assert access["isServiceAccount"] == "false"
+    assert access["workspace"] == "acme-corp"
+    assert access["groups"] == [ADMIN_GROUP]
+    assert access["client_id"] == CONSOLE
+    assert access["exp"] == access["iat"] + 900
+
+    id_token = claims_of(client, body["id_token"], audience=CONSOLE)
+    assert jwt.get_unverified_header(body["id_token"])["typ"] == "JWT"
+    assert jwt.get_unverified_header(body["id_token"])["alg"] == "RS256"
+    assert id_token["sub"] == access["sub"]
+    assert id_token["nonce"] == flow.nonce
+    assert id_token["email"] == admin
+    assert id_token["auth_time"] <= id_token["iat"]
+    assert id_token["sid"]
+
+    listed = client.get(ACCOUNTS, headers=bearer(body["access_token"]))
+    assert listed.status_code == 200, listed.text
+    created = client.post(
+        ACCOUNTS, json={"name": "From the console"}, headers=bearer(body["access_token"])
+    )
+    assert created.status_code == 201, created.text
+
+
+def test_the_sign_in_page_is_locked_down(flow: Flow, admin: str) -> None:
+    page = flow.authorize()
+    csp = page.headers["content-security-policy"]
+    assert "default-src 'none'" in csp
+    assert "style-src 'sha256-" in csp
+    assert "form-action 'self' http://testserver" in csp
+    assert "frame-ancestors 'none'" in csp
+    assert "unsafe-inline" not in csp
+    assert "<script" not in page.text
+    assert "http" not in page.text.replace(ISSUER, "")  # no third-party asset, no link out
+    assert page.headers["cache-control"] == "no-store"
+    assert page.headers["x-frame-options"] == "DENY"
+    cookie = page.headers["set-cookie"].lower()
+    assert "centrali_csrf=" in cookie
+    assert "httponly" in cookie
+    assert "samesite=lax" in cookie
+    assert "path=/oidc" in cookie
+
+    answer = flow.login(page, admin)
+    session_cookie = answer.headers["set-cookie"].lower()
+    assert "centrali_session=" in session_cookie
+    assert "httponly" in session_cookie
+    assert "samesite=lax" in session_cookie
+    assert "path=/oidc" in session_cookie
+
+
+def test_a_signed_in_browser_skips_the_form(client: TestClient, flow: Flow, admin: str) -> None:
+    flow.sign_in(admin)
+    second = Flow(client)
+    again = second.authorize()
+    assert again.status_code == 303
+    assert second.exchange(second.code_of(again)).status_code == 200
+
+
+def test_prompt_login_asks_again_and_prompt_none_never_asks(
+    client: TestClient, flow: Flow, admin: str
+) -> None:
+    assert_redirected_error(flow.authorize(prompt="none"), flow, "login_required")
+    flow.sign_in(admin)
+    assert flow.authorize(prompt="login").status_code == 200
+    assert flow.authorize(prompt="none").status_code == 303
+
+
+def test_state_and_nonce_are_round_tripped_exactly(flow: Flow, admin: str) -> None:
+    flow.state = "a state with spaces & symbols/=?"
+    flow.nonce = "n-0S6_WzA2Mj"
+    tokens = flow.tokens(admin)
+    assert jwt.decode(tokens["id_token"], options={"verify_signature": False})["nonce"] == (
+        flow.nonce
+    )
+
+
+def test_redirect_uri_with_a_query_keeps_it(client: TestClient, db: Database, admin: str) -> None:
+    uri = "http://127.0.0.1:9999/cb?tenant=1"
+    register_public_client(db, client_id="tool", redirect_uris=[uri])
+    flow = Flow(client, client_id="tool", redirect_uri=uri)
+    answer = flow.login(flow.authorize(), admin)
+    assert answer.headers["location"].startswith(uri + "&code=")
+    assert flow.exchange(flow.code_of(answer)).status_code == 200
+
+
+# --- refusals before the redirect URI is trusted: a page, never a redirect -------------------
+
+
+@pytest.mark.parametrize(
+    "redirect_uri",
+    [
+        "https://evil.example/callback",
+        f"{CALLBACK}/x",
+        f"{CALLBACK}?x=1",
+        f"{CALLBACK}x",
+        CALLBACK.upper(),
+        CALLBACK.replace("http://", "https://"),
+        f"{CALLBACK}#frag",
+        "",
+    ],
+    ids=["foreign", "sub-path", "extra-query", "suffix", "case", "scheme", "fragment", "missing"],
+)
+def test_unregistered_redirect_uri_gets_an_error_page(
+    flow: Flow, admin: str, redirect_uri: str
+) -> None:
+    r = flow.authorize(redirect_uri=redirect_uri or None)
+    assert_error_page(r)
+    assert "redirect_uri" in r.text
+
+
+@pytest.mark.parametrize(
+    "client_id", ["nope", "", "ci_abcdefghijklmnopqrst"], ids=["unknown", "missing", "sa-id"]
+)
+def test_unknown_client_gets_an_error_page(flow: Flow, client_id: str) -> None:
+    assert_error_page(flow.authorize(client_id=client_id or None))
+
+
+def test_missing_state_gets_an_error_page(flow: Flow) -> None:
+    assert_error_page(flow.authorize(state=None))
+
+
+def test_repeated_redirect_uri_gets_an_error_page(client: TestClient, flow: Flow) -> None:
+    params: list[tuple[str, str | int | float | bool | None]] = [
+        *flow.params().items(),
+        ("redirect_uri", "https://evil.example/cb"),
+    ]
+    r = client.get("/oidc/authorize", params=params, follow_redirects=False)
+    assert_error_page(r)
+
+
+# --- refusals after it: redirected with error, state and iss ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "error"),
+    [
+        ({"response_type": "token"}, "unsupported_response_type"),
+        ({"response_type": "code id_token"}, "unsupported_response_type"),
+        ({"response_type": None}, "invalid_request"),
+        ({"code_challenge_method": "plain"}, "invalid_request"),
+        ({"code_challenge_method": None}, "invalid_request"),
+        ({"code_challenge": None, "code_challenge_method": None}, "invalid_request"),
+        ({"code_challenge": "short"}, "invalid_request"),
+        ({"scope": "profile"}, "invalid_scope"),
+        ({"scope": "openid admin"}, "invalid_scope"),
+        ({"response_mode": "fragment"}, "invalid_request"),
+        ({"request": "eyJ.x.y"}, "request_not_supported"),
+        ({"prompt": "none login"}, "invalid_request"),
+        ({"workspace": "Not A Slug"}, "invalid_request"),
+    ],
+    ids=[
+        "token",
+        "hybrid",
+        "no-response-type",
+        "plain-pkce",
+        "no-method",
+        "no-pkce",
+        "bad-challenge",
+        "no-openid",
+        "unknown-scope",
+        "fragment-mode",
+        "request-object",
+        "prompt-none-and-login",
+        "bad-workspace",
+    ],
+)
+def test_invalid_requests_are_sent_back_with_state(
+    flow: Flow, overrides: dict[str, str | None], error: str
+) -> None:
+    assert_redirected_error(flow.authorize(**overrides), flow, error)
+
+
+def test_post_to_the_authorization_endpoint_works_like_get(
+    client: TestClient, flow: Flow, admin: str
+) -> None:
+    page = client.post("/oidc/authorize", data=flow.params(), follow_redirects=False)
+    assert page.status_code == 200
+    assert flow.exchange(flow.code_of(flow.login(page, admin))).status_code == 200
+
+
+# --- the sign-in form ---------------------------------------------------------------------------
+
+
+def test_wrong_password_and_unknown_email_answer_the_same(flow: Flow, admin: str) -> None:
+    page = flow.authorize()
+    wrong = flow.login(page, admin, "not the password")
+    unknown = flow.login(page, "nobody@acme.test", "not the password")
+    malformed = flow.login(page, "not-an-email", "not the password")
+    for r in (wrong, unknown, malformed):
+        assert r.status_code == 200
+        assert "Incorrect email or password." in r.text
+        assert "centrali_session" not in r.headers.get("set-cookie", "")
+    # The pages differ only in the email typed in and the freshly signed ticket.
+    strip = [(admin, ""), ("nobody@acme.test", ""), ("not-an-email", "")]
+
+    def shape(r: httpx.Response) -> str:
+        text = r.text.replace(hidden_fields(r.text)["ticket"], "")
+        for old, new in strip:
+            text = text.replace(old, new)
+        return text
+
+    assert shape(wrong) == shape(unknown) == shape(malformed)
+
+
+def test_user_without_a_password_cannot_sign_in(factory: Factory, flow: Flow, db: Database) -> None:
+    factory.workspace("acme-corp")
+    create_user(db, email="nopass@acme.test", workspace_slug="acme-corp")
+    r = flow.login(flow.authorize(), "nopass@acme.test", "")
+    assert "Enter your email and password." in r.text
+    r = flow.login(flow.authorize(), "nopass@acme.test", "anything-at-all")
+    assert "Incorrect email or password." in r.text
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    ["missing-token", "wrong-token", "no-cookie", "bad-ticket", "missing-ticket"],
+)
+def test_csrf_token_missing_or_wrong_is_refused(
+    client: TestClient, flow: Flow, admin: str, tamper: str
+) -> None:
+    page = flow.authorize()
+    data = {**hidden_fields(page.text), "email": admin, "password": PASSWORD}
+    if tamper == "missing-token":
+        del data["csrf_token"]
+    elif tamper == "wrong-token":
+        data["csrf_token"] = "x" * 43
+    elif tamper == "no-cookie":
+        client.cookies.clear()
+    elif tamper == "bad-ticket":
+        data["ticket"] = data["ticket"][:-4] + "AAAA"
+    else:
+        del data["ticket"]
+    r = client.post("/oidc/login", data=data, follow_redirects=False)
+    assert_error_page(r, 403)
+    assert "centrali_session" not in r.headers.get("set-cookie", "")
+
+
+def test_a_ticket_made_for_another_browser_is_refused(
+    client: TestClient, settings: Settings, db: Database, admin: str
+) -> None:
+    """An attacker's own form (ticket + token) posted from the victim's browser: login CSRF."""
+    attacker = Flow(client)
+    data = {**hidden_fields(attacker.authorize().text), "email": admin, "password": PASSWORD}
+    with TestClient(create_app(settings, db=db), base_url=ISSUER) as victim:
+        victim.get("/oidc/authorize", params=Flow(victim).params())  # has its own cookie
+        r = victim.post("/oidc/login", data=data, follow_redirects=False)
+    assert_error_page(r, 403)
+
+
+def test_a_ticket_cannot_change_the_redirect_uri(
+    client: TestClient, flow: Flow, admin: str
+) -> None:
+    page = flow.authorize()
+    data = {**hidden_fields(page.text), "email": admin, "password": PASSWORD}
+    data["redirect_uri"] = "https://evil.example/cb"  # ignored: the ticket is signed
+    r = client.post("/oidc/login", data=data, follow_redirects=False)
+    flow.code_of(r)
+
+
+@pytest.fixture
+def limited_client(database_url: str, tmp_path: Path) -> Iterator[tuple[TestClient, Database]]:
+    settings = Settings(
+        database_url=database_url,
+        data_dir=tmp_path,
+        issuer=ISSUER,
+        login_failures_per_account=3,
+        login_failures_per_ip=5,
+    )
+    db = Database(settings.database_url)
+    with TestClient(create_app(settings, db=db), base_url=ISSUER) as client:
+        create_workspace(db, slug="acme-corp")
+        create_user(db, email=EMAIL, workspace_slug="acme-corp", password=PASSWORD)
+        yield client, db
+    db.dispose()
+
+
+def test_login_rate_limit_per_account_refuses_even_the_right_password(
+    limited_client: tuple[TestClient, Database], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, _db = limited_client
+    flow = Flow(client)
+    page = flow.authorize()
+    for _ in range(3):
+        assert "Incorrect" in flow.login(page, EMAIL, "wrong password").text
+    checked: list[str] = []
+    monkeypatch.setattr(
+        "centrali.web.routes.authorize.check_password",
+        lambda *a, **k: checked.append("checked"),
+    )
+    r = flow.login(page, EMAIL, PASSWORD)
+    assert r.status_code == 429
+    assert "Too many sign-in attempts" in r.text
+    assert 1 <= int(r.headers["retry-after"]) <= 60
+    assert "location" not in r.headers
+    assert checked == []  # refused before the password was looked at
+    # Another account from the same address is not blocked by this account's budget.
+    other = flow.login(page, "someone@acme.test", "wrong password")
+    assert other.status_code == 200
+
+
+def test_login_rate_limit_per_address(limited_client: tuple[TestClient, Database]) -> None:
+    client, _db = limited_client
+    flow = Flow(client)
+    page = flow.authorize()
+    for i in range(5):
+        assert flow.login(page, f"user{i}@acme.test", "wrong password").status_code == 200
+    r = flow.login(page, EMAIL, PASSWORD)
+    assert r.status_code == 429
+    assert "retry-after" in r.headers
+
+
+# --- workspaces ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def two_workspaces(factory: Factory, db: Database, admin: str) -> str:
+    factory.workspace("beta")
+    add_member(db, email=admin, workspace_slug="beta", groups=["developers"])
+    return admin
+
+
+def test_a_user_of_several_workspaces_chooses_one(
+    client: TestClient, flow: Flow, two_workspaces: str
+) -> None:
+    chooser = flow.login(flow.authorize(), two_workspaces)
+    assert chooser.status_code == 200
+    assert 'value="acme-corp"' in chooser.text
+    assert 'value="beta"' in chooser.text
+    data = {**hidden_fields(chooser.text), "workspace": "beta"}
+    answer = client.post("/oidc/select-workspace", data=data, follow_redirects=False)
+    tokens = flow.exchange(flow.code_of(answer)).json()
+    access = jwt.decode(tokens["access_token"], options={"verify_signature": False})
+    assert access["workspace"] == "beta"
+    assert access["groups"] == ["developers"]
+
+    bad = client.post(
+        "/oidc/select-workspace",
+        data={**hidden_fields(chooser.text), "workspace": "gamma"},
+        follow_redirects=False,
+    )
+    assert bad.status_code == 400
+    assert "location" not in bad.headers
+
+
+def test_the_workspace_parameter_picks_one(flow: Flow, two_workspaces: str) -> None:
+    tokens = flow.tokens(two_workspaces, workspace="beta")
+    access = jwt.decode(tokens["access_token"], options={"verify_signature": False})
+    assert access["workspace"] == "beta"
+
+
+def test_a_workspace_the_user_is_not_in_is_access_denied(
+    flow: Flow, factory: Factory, admin: str
+) -> None:
+    factory.workspace("other")
+    answer = flow.login(flow.authorize(workspace="other"), admin)
+    assert_redirected_error(answer, flow, "access_denied")
+
+
+def test_a_signed_in_user_of_several_workspaces_sees_the_chooser(
+    client: TestClient, flow: Flow, two_workspaces: str
+) -> None:
+    flow.login(flow.authorize(workspace="beta"), two_workspaces)
+    again = Flow(client)
+    assert again.authorize().status_code == 200  # the chooser, no password asked
+    assert_redirected_error(again.authorize(prompt="none"), again, "interaction_required")
+
+
+# --- the token endpoint: codes --------------------------------------------------------------
+
+
+def test_wrong_pkce_verifier_is_invalid_grant(flow: Flow, admin: str) -> None:
+    code = flow.sign_in(admin)
+    other_verifier, _ = pkce_pair()
+    assert_invalid_grant(flow.exchange(code, code_verifier=other_verifier))
+    assert_invalid_grant(flow.exchange(code, code_verifier="short"))
+    assert_invalid_grant(flow.exchange(code, code_verifier=flow.challenge))
+
+
+def test_missing_verifier_is_invalid_request(flow: Flow, admin: str) -> None:
+    r = flow.exchange(flow.sign_in(admin), code_verifier=None)
+    assert r.status_code == 400
+    assert r.json()["error"] == "invalid_request"
+
+
+def test_redirect_uri_must_repeat_the_authorization_requests(
+    client: TestClient, flow: Flow, admin: str, db: Database
+) -> None:
+    code = flow.sign_in(admin)
+    assert_invalid_grant(flow.exchange(code, redirect_uri=f"{ISSUER}/console/other"))
+    r = flow.exchange(code, redirect_uri=None)
+    assert r.json()["error"] == "invalid_request"
+
+
+def test_reused_code_is_refused_and_revokes_what_it_issued(
+    client: TestClient, flow: Flow, admin: str
+) -> None:
+    code = flow.sign_in(admin)
+    first = flow.exchange(code)
+    assert first.status_code == 200
+    tokens = first.json()
+    assert_invalid_grant(flow.exchange(code))
+    # RFC 6749 §4.1.2: the tokens issued from the code are revoked.
+    assert_invalid_grant(flow.refresh(tokens["refresh_token"]))
+    r = client.get(ACCOUNTS, headers=bearer(tokens["access_token"]))
+    assert r.status_code == 401
+    assert r.json()["error"] == "token_revoked"
+
+
+def test_expired_code_is_invalid_grant(flow: Flow, admin: str, db: Database) -> None:
+    code = flow.sign_in(admin)
+    with db.write() as session:
+        session.execute(
+            update(AuthorizationCode).values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+    assert_invalid_grant(flow.exchange(code))
+
+
+def test_code_lives_sixty_seconds(flow: Flow, admin: str, db: Database) -> None:
+    before = datetime.now(UTC)
+    flow.sign_in(admin)
+    with db.read() as session:
+        row = session.query(AuthorizationCode).one()
+        assert 59 <= (row.expires_at - before).total_seconds() <= 62
+        assert len(row.code_hash) == 64  # only the digest is stored
+
+
+def test_code_of_another_client_is_invalid_grant(
+    client: TestClient, flow: Flow, admin: str, db: Database
+) -> None:
+    register_public_client(db, client_id="tool", redirect_uris=["http://127.0.0.1:1/cb"])
+    code = flow.sign_in(admin)
+    assert_invalid_grant(flow.exchange(code, client_id="tool"))
+    assert flow.exchange(code).status_code == 200  # the failed attempt did not consume it
+
+
+@pytest.mark.parametrize("code", ["nonsense", "x" * 400, "é"], ids=["unknown", "long", "non-ascii"])
+def test_unknown_code_is_invalid_grant(flow: Flow, code: str) -> None:
+    assert_invalid_grant(flow.exchange(code))
+
+
+def test_unknown_public_client_is_invalid_client(flow: Flow, admin: str) -> None:
+    code = flow.sign_in(admin)
+    r = flow.exchange(code, client_id="nope")
+    assert r.status_code == 401
+    assert r.json() == {
+        "error": "invalid_client",
+        "error_description": "Invalid client credentials",
+    }
+
+
+def test_public_client_cannot_use_client_credentials(client: TestClient) -> None:
+    r = client.post("/oidc/token", data={"grant_type": "client_credentials", "client_id": CONSOLE})
+    assert r.status_code == 401
+    assert r.json()["error"] == "invalid_client"
+
+
+def test_service_accounts_keep_their_behaviour(
+    client: TestClient, factory: Factory, flow: Flow, admin: str
+) -> None:
+    account = factory.service_account(factory.admin())
+    code = flow.sign_in(admin)
+    # A confidential client asking for the user grants: authenticated, then refused.
+    r = flow.exchange(code, client_id=account["clientId"], client_secret=account["clientSecret"])
+    assert r.status_code == 400
+    assert r.json()["error"] == "unauthorized_client"
+    r = flow.exchange(code, client_id=account["clientId"], client_secret="sk_wrong")
+    assert r.status_code == 401
+    # Its id without a secret is not a public client.
+    r = flow.exchange(code, client_id=account["clientId"])
+    assert r.status_code == 401
+    # client_credentials with an id and no secret stays 401 invalid_client.
+    r = client.post(
+        "/oidc/token",
+        data={"grant_type": "client_credentials", "client_id": account["clientId"]},
+    )
+    assert r.status_code == 401
+    assert r.json()["error"] == "invalid_client"
+    assert factory.sa_token(account)
+
+
+def test_an_id_token_is_not_an_access_token(client: TestClient, flow: Flow, admin: str) -> None:
+    tokens = flow.tokens(admin)
+    assert client.get(ACCOUNTS, headers=bearer(tokens["id_token"])).status_code == 401
+    r = client.get("/oidc/userinfo", headers=bearer(tokens["id_token"]))
+    assert r.status_code == 401
+
+
+# --- refresh tokens ---------------------------------------------------------------------------
+
+
+def test_refresh_rotates_the_refresh_token(client: TestClient, flow: Flow, admin: str) -> None:
+    first = flow.tokens(admin)
+    r = flow.refresh(first["refresh_token"])
+    assert r.status_code == 200, r.text
+    second = r.json()
+    assert second["refresh_token"] != first["refresh_token"]
+    assert second["access_token"] != first["access_token"]
+    id_claims = claims_of(client, second["id_token"], audience=CONSOLE)
+    assert "nonce" not in id_claims
+    assert client.get(ACCOUNTS, headers=bearer(second["access_token"])).status_code == 200
+    third = flow.refresh(second["refresh_token"])
+    assert third.status_code == 200
+
+
+def test_refresh_token_reuse_revokes_the_whole_chain(
+    client: TestClient, flow: Flow, admin: str
+) -> None:
+    first = flow.tokens(admin)
+    second = flow.refresh(first["refresh_token"]).json()
+    third = flow.refresh(second["refresh_token"]).json()
+    assert_invalid_grant(flow.refresh(first["refresh_token"]))  # a replay of an old token
+    assert_invalid_grant(flow.refresh(third["refresh_token"]))  # the newest one died too
+    for tokens in (first, second, third):
+        r = client.get(ACCOUNTS, headers=bearer(tokens["access_token"]))
+        assert r.status_code == 401
+        assert r.json()["error"] == "token_revoked"
+
+
+def test_refresh_with_another_client_or_scope(flow: Flow, admin: str, db: Database) -> None:
+    register_public_client(db, client_id="tool", redirect_uris=["http://127.0.0.1:1/cb"])
+    tokens = flow.tokens(admin)
+    assert_invalid_grant(flow.refresh(tokens["refresh_token"], client_id="tool"))
+    r = flow.refresh(tokens["refresh_token"], scope="openid email")
+    assert r.status_code == 400
+    assert r.json()["error"] == "invalid_scope"
+    assert flow.refresh(tokens["refresh_token"], scope="openid").status_code == 200
+
+
+def test_refresh_after_leaving_the_workspace_is_refused(
+    flow: Flow, admin: str, db: Database
+) -> None:
+    from centrali.store.tables import Membership
+
+    tokens = flow.tokens(admin)
+    with db.write() as session:
+        session.query(Membership).delete()
+    assert_invalid_grant(flow.refresh(tokens["refresh_token"]))
+
+
+def test_a_new_password_revokes_refresh_tokens_and_sign_ins(
+    client: TestClient, flow: Flow, admin: str, db: Database
+) -> None:
+    tokens = flow.tokens(admin)
+    set_password(db, email=admin, password="another long password")
+    assert_invalid_grant(flow.refresh(tokens["refresh_token"]))
+    assert Flow(client).authorize().status_code == 200  # the form again
+
+
+# --- userinfo ---------------------------------------------------------------------------------
+
+
+def test_userinfo(client: TestClient, flow: Flow, admin: str, factory: Factory) -> None:
+    tokens = flow.tokens(admin)
+    r = client.get("/oidc/userinfo", headers=bearer(tokens["access_token"]))
+    assert r.status_code == 200, r.text
+    sub = jwt.decode(tokens["access_token"], options={"verify_signature": False})["sub"]
+    assert r.json() == {"sub": sub, "email": admin, "workspace": "acme-corp"}
+    assert client.post("/oidc/userinfo", headers=bearer(tokens["access_token"])).status_code == 200
+    # The CLI's user tokens work too.
+    assert client.get("/oidc/userinfo", headers=bearer(factory.admin())).status_code == 200
+
+
+def test_userinfo_refusals(client: TestClient, factory: Factory) -> None:
+    factory.workspace("acme-corp")
+    r = client.get("/oidc/userinfo")
+    assert r.status_code == 401
+    assert r.headers["www-authenticate"] == 'Bearer realm="centrali"'
+    r = client.get("/oidc/userinfo", headers=bearer("not.a.token"))
+    assert r.status_code == 401
+    assert 'error="invalid_token"' in r.headers["www-authenticate"]
+    account = factory.service_account(factory.admin())
+    r = client.get("/oidc/userinfo", headers=bearer(factory.sa_token(account)))
+    assert r.status_code == 401
+    assert r.json()["error"] == "invalid_token"
+    expired = factory.user_token(now=time.time() - 100_000)
+    r = client.get("/oidc/userinfo", headers=bearer(expired))
+    assert r.status_code == 401
+    assert "expired" in r.json()["error_description"]
+
+
+# --- logout ---------------------------------------------------------------------------------------
+
+
+def test_logout_with_id_token_hint_ends_the_sign_in_and_the_refresh_chain(
+    client: TestClient, flow: Flow, admin: str
+) -> None:
+    tokens = flow.tokens(admin)
+    after = f"{ISSUER}/console/signed-out"
+    r = client.get(
+        "/oidc/logout",
+        params={
+            "id_token_hint": tokens["id_token"],
+            "post_logout_redirect_uri": after,
+            "state": "s1",
+            "client_id": CONSOLE,
+        },
+        follow_redirects=False,
+    )
+    assert r.status_code == 303
+    assert r.headers["location"] == f"{after}?state=s1"
+    assert "centrali_session=" in r.headers["set-cookie"]
+    assert_invalid_grant(flow.refresh(tokens["refresh_token"]))
+    assert flow.authorize().status_code == 200  # the form again
+    assert_redirected_error(flow.authorize(prompt="none"), flow, "login_required")
+
+
+def test_logout_refuses_an_unregistered_post_logout_redirect_uri(
+    client: TestClient, flow: Flow, admin: str
+) -> None:
+    tokens = flow.tokens(admin)
+    for params in (
+        {"id_token_hint": tokens["id_token"], "post_logout_redirect_uri": "https://evil.example"},
+        {"client_id": CONSOLE, "post_logout_redirect_uri": CALLBACK},
+        {"post_logout_redirect_uri": f"{ISSUER}/console/signed-out"},  # no client named
+        {"id_token_hint": "not-a-token"},
+        {"id_token_hint": tokens["access_token"]},  # an access token is not an ID token
+        {"id_token_hint": tokens["id_token"], "client_id": "tool"},
+    ):
+        r = client.get("/oidc/logout", params=params, follow_redirects=False)
+        assert_error_page(r)
+    assert Flow(client).authorize().status_code == 303  # still signed in
+
+
+def test_logout_without_a_hint_asks_first(client: TestClient, flow: Flow, admin: str) -> None:
+    flow.sign_in(admin)
+    confirm = client.get("/oidc/logout", follow_redirects=False)
+    assert confirm.status_code == 200
+    assert Flow(client).authorize().status_code == 303  # not signed out by a mere GET
+    forged = client.post("/oidc/logout", data={"csrf_token": "x" * 43}, follow_redirects=False)
+    assert forged.status_code == 200  # asked again
+    assert Flow(client).authorize().status_code == 303
+    done = client.post("/oidc/logout", data=hidden_fields(confirm.text), follow_redirects=False)
+    assert done.status_code == 200
+    assert "Signed out" in done.text
+    assert Flow(client).authorize().status_code == 200
+
+
+def test_logout_when_not_signed_in_goes_to_the_registered_uri(client: TestClient) -> None:
+    after = f"{ISSUER}/console/signed-out"
+    r = client.get(
+        "/oidc/logout",
+        params={"client_id": CONSOLE, "post_logout_redirect_uri": after},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303
+    assert r.headers["location"] == after
+
+
+# --- discovery and registered clients -----------------------------------------------------------
+
+
+def test_discovery_names_the_user_endpoints(client: TestClient) -> None:
+    doc = client.get("/.well-known/openid-configuration").json()
+    assert doc["authorization_endpoint"] == f"{ISSUER}/oidc/authorize"
+    assert doc["userinfo_endpoint"] == f"{ISSUER}/oidc/userinfo"
+    assert doc["end_session_endpoint"] == f"{ISSUER}/oidc/logout"
+    assert doc["response_types_supported"] == ["code"]
+    assert doc["code_challenge_methods_supported"] == ["S256"]
+    assert {"authorization_code", "refresh_token", "client_credentials"} <= set(
+        doc["grant_types_supported"]
+    )
+    assert "none" in doc["token_endpoint_auth_methods_supported"]
+    assert doc["authorization_response_iss_parameter_supported"] is True
+    assert doc["subject_types_supported"] == ["public"]
+    for path in ("authorization_endpoint", "userinfo_endpoint", "end_session_endpoint"):
+        assert client.get(doc[path].removeprefix(ISSUER)).status_code != 404
+
+
+def test_a_registered_public_client_signs_in_with_its_own_redirect_uri(
+    client: TestClient, db: Database, admin: str
+) -> None:
+    uri = "http://127.0.0.1:8765/callback"
+    register_public_client(db, client_id="cli-tool", redirect_uris=[uri])
+    tool = Flow(client, client_id="cli-tool", redirect_uri=uri)
+    tokens = tool.tokens(admin)
+    access = jwt.decode(tokens["access_token"], options={"verify_signature": False})
+    assert access["client_id"] == "cli-tool"
+    assert jwt.decode(tokens["id_token"], options={"verify_signature": False})["aud"] == "cli-tool"
+    # It may not use the console's redirect URI.
+    assert_error_page(Flow(client, client_id="cli-tool").authorize())
+
+
+# --- races ------------------------------------------------------------------------------------
+
+
+def test_concurrent_uses_of_one_refresh_token_leave_no_live_token(
+    client: TestClient, flow: Flow, admin: str
+) -> None:
+    """Two refreshes with the same token at once: at most one gets tokens, and whatever it got
+    dies with the chain (the second is a replay)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    first = flow.tokens(admin)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        answers = list(pool.map(lambda _: flow.refresh(first["refresh_token"]), range(4)))
+    winners = [r.json() for r in answers if r.status_code == 200]
+    assert len(winners) <= 1
+    assert all(r.status_code in (200, 400) for r in answers)
+    for won in winners:
+        assert_invalid_grant(flow.refresh(won["refresh_token"]))
+        r = client.get(ACCOUNTS, headers=bearer(won["access_token"]))
+        assert r.status_code == 401
+
+
+def test_concurrent_redemptions_of_one_code_leave_no_live_token(
+    client: TestClient, flow: Flow, admin: str
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    code = flow.sign_in(admin)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        answers = list(pool.map(lambda _: flow.exchange(code), range(4)))
+    winners = [r.json() for r in answers if r.status_code == 200]
+    assert len(winners) <= 1
+    for won in winners:
+        assert_invalid_grant(flow.refresh(won["refresh_token"]))

@@ -1,0 +1,446 @@
+"""The web console in a real browser: Playwright driving Debian's Chromium against a real
+``centrali serve``.
+
+An admin signs in through the OpenID Connect login page, creates a service account and
+reads its secret once, reloads and finds it gone, gets a token with it over HTTP, rotates
+(the old secret is refused, the new one works), revokes, activates, edits, deletes with
+confirmation, and reads the audit log. Each page is saved as a screenshot under
+``test-artifacts/console/<store>/``; with ``CENTRALI_UPDATE_DOCS_SCREENSHOT=1`` the
+service-account list also goes to ``docs/console-service-accounts.png`` for the README.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from centrali.web.routes.console import CONSOLE_CSP, load_bundle
+from tests.e2e.conftest import CENTRALI, CLI_TIMEOUT, Launch, Server, base_env, cli_inproc
+
+CHROMIUM = Path("/usr/bin/chromium")
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts" / "console"
+DOCS_SCREENSHOT = ROOT / "docs" / "console-service-accounts.png"
+WORKSPACE = "acme-corp"
+ADMIN = "admin@acme.test"
+PASSWORD = "correct horse battery staple"
+STEP_TIMEOUT_MS = 10_000
+# The whole scenario, store and server start included, stays inside this.
+BUDGET_SECONDS = 90
+SECRET = re.compile(r"sk_[0-9a-f]{64}")
+CONSOLE_FILES = ROOT / "src" / "centrali" / "web" / "console"
+
+
+@dataclass
+class Shots:
+    """Numbered full-page screenshots of one run."""
+
+    folder: Path
+    taken: list[Path] = field(default_factory=list)
+
+    def __call__(self, page: Any, name: str, *, full_page: bool = True) -> Path:
+        path = self.folder / f"{len(self.taken) + 1:02d}-{name}.png"
+        page.screenshot(path=str(path), full_page=full_page)
+        self.taken.append(path)
+        return path
+
+
+@pytest.fixture
+def started_at() -> float:
+    return time.monotonic()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def console_server(
+    started_at: float, request: pytest.FixtureRequest, launch: Launch, tmp_path: Path
+) -> Server:
+    """A served store with a workspace whose admin has a password."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing: Debian's chromium package drives these tests")
+    settings = {"CENTRALI_DATA_DIR": str(tmp_path / "data")}
+    if request.param == "postgres":
+        settings["CENTRALI_DATABASE_URL"] = request.getfixturevalue("pg_database_url")
+    env = base_env(**settings)
+    result = subprocess.run(
+        [str(CENTRALI), "bootstrap", "--workspace", WORKSPACE, "--admin", ADMIN]
+        + ["--password-stdin"],
+        input=PASSWORD + "\n",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    (server,) = launch(env)
+    return server
+
+
+@pytest.fixture
+def shots(request: pytest.FixtureRequest) -> Shots:
+    backend = request.node.callspec.params.get("console_server", "run")
+    folder = ARTIFACTS / backend
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return Shots(folder)
+
+
+@pytest.fixture
+def browser_page(console_server: Server) -> Iterator[tuple[Any, list[str]]]:
+    """A fresh Chromium page, and the CSP violations and script errors it reports."""
+    from playwright.sync_api import sync_playwright
+
+    problems: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"]
+        )
+        try:
+            context = browser.new_context(
+                viewport={"width": 1280, "height": 820}, locale="en-GB", timezone_id="UTC"
+            )
+            context.grant_permissions(
+                ["clipboard-read", "clipboard-write"], origin=console_server.base_url
+            )
+            page = context.new_page()
+            page.set_default_timeout(STEP_TIMEOUT_MS)
+            # Page time runs as usual, but can be moved ahead to reach a token's expiry.
+            page.clock.install()
+            page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+            page.on(
+                "console",
+                lambda msg: (
+                    problems.append(f"console: {msg.text}")
+                    if msg.type == "error" and "Content Security Policy" in msg.text
+                    else None
+                ),
+            )
+            yield page, problems
+        finally:
+            browser.close()
+
+
+def client_token(server: Server, client_id: str, secret: str) -> httpx.Response:
+    with server.client() as http:
+        return http.post(
+            "/oidc/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": client_id,
+                "client_secret": secret,
+            },
+        )
+
+
+def sign_in(page: Any) -> None:
+    """Fill in and send the provider's login form."""
+    page.locator("input[name=email]").fill(ADMIN)
+    page.locator("input[name=password]").fill(PASSWORD)
+    page.locator("input[name=password]").press("Enter")
+
+
+def page_text_values(page: Any) -> str:
+    """Everything a user could read or copy from the page, input values included."""
+    values = page.evaluate(
+        "() => [...document.querySelectorAll('input, textarea')].map((e) => e.value)"
+    )
+    return page.content() + "\n".join(values)
+
+
+def stored_in_browser(page: Any) -> str:
+    return str(
+        page.evaluate(
+            "() => JSON.stringify([Object.entries(sessionStorage),"
+            " Object.entries(localStorage), document.cookie])"
+        )
+    )
+
+
+@pytest.mark.e2e
+def test_console_manages_service_accounts(
+    started_at: float, console_server: Server, browser_page: tuple[Any, list[str]], shots: Shots
+) -> None:
+    from playwright.sync_api import expect
+
+    server = console_server
+    page, problems = browser_page
+    base = server.base_url
+    expect.set_options(timeout=STEP_TIMEOUT_MS)
+
+    # The console's own answer: strict CSP, never cached.
+    with server.client() as http:
+        html = http.get("/console")
+    csp = html.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp
+    assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
+    assert html.headers["cache-control"] == "no-store"
+    assert "<script>" not in html.text and " style=" not in html.text
+
+    # --- sign in ---------------------------------------------------------------------
+    page.goto(f"{base}/console")
+    expect(page.locator("input[name=password]")).to_be_visible()
+    shots(page, "sign-in")
+    with page.expect_response(f"{base}/oidc/token") as exchange:
+        sign_in(page)
+    lifetime = exchange.value.json()["expires_in"]
+    expect(page.get_by_role("heading", name="Service accounts")).to_be_visible()
+    assert page.url == f"{base}/console"
+    expect(page.locator("#who-workspace")).to_have_text(WORKSPACE)
+    expect(page.locator("#who-user")).to_have_text(ADMIN)
+    shots(page, "service-accounts-empty")
+    for cookie in page.context.cookies():
+        assert cookie["httpOnly"], cookie["name"]
+        assert cookie["sameSite"] == "Lax", cookie["name"]
+
+    # --- create, and the secret shown once ---------------------------------------------
+    page.get_by_role("link", name="New service account").click()
+    page.locator("#name").fill("Production API Client")
+    page.locator("#description").fill("Main service account for production API access")
+    shots(page, "create")
+    page.get_by_role("button", name="Create service account").click()
+    panel = page.locator("#secret-panel")
+    expect(panel).to_be_visible()
+    expect(panel).to_contain_text("shown this once")
+    secret = page.locator("#one-time-secret").input_value()
+    assert SECRET.fullmatch(secret), secret
+    client_id = page.locator("#client-id").inner_text()
+    assert re.fullmatch(r"ci_[a-z0-9]{20}", client_id), client_id
+    account_url = page.url
+    assert re.fullmatch(rf"{re.escape(base)}/console/accounts/\d+", account_url)
+    page.locator("#copy-secret").click()
+    expect(page.locator("#copy-status")).to_have_text("Copied to the clipboard.")
+    assert page.evaluate("() => navigator.clipboard.readText()") == secret
+    assert secret not in stored_in_browser(page)
+    assert secret not in page.url
+    shots(page, "secret-shown-once")
+
+    # --- reload: the secret is gone, the session comes back without a password ----------
+    page.reload()
+    expect(page.locator("#details")).to_be_visible()
+    assert page.url == account_url
+    expect(page.locator("#secret-panel")).to_have_count(0)
+    assert secret not in page_text_values(page)
+    assert secret not in stored_in_browser(page)
+    shots(page, "after-reload-secret-gone")
+
+    # --- the secret works over plain HTTP ---------------------------------------------
+    assert client_token(server, client_id, secret).status_code == 200
+
+    # --- rotate --------------------------------------------------------------------------
+    page.locator("#rotate").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text("old one stops working")
+    shots(page, "rotate-confirm", full_page=False)
+    dialog.get_by_role("button", name="Rotate secret").click()
+    expect(page.locator("#secret-panel h2")).to_have_text("New client secret")
+    new_secret = page.locator("#one-time-secret").input_value()
+    assert SECRET.fullmatch(new_secret) and new_secret != secret
+    shots(page, "rotated-new-secret")
+    refused = client_token(server, client_id, secret)
+    assert refused.status_code == 401 and refused.json()["error"] == "invalid_client"
+    assert client_token(server, client_id, new_secret).status_code == 200
+    page.locator("#hide-secret").click()
+    expect(page.locator("#secret-panel")).to_have_count(0)
+
+    # --- revoke, activate ---------------------------------------------------------------
+    page.locator("#revoke").click()
+    page.get_by_role("dialog").get_by_role("button", name="Revoke").click()
+    expect(page.locator("#details")).to_contain_text("Revoked")
+    expect(page.locator("#activate")).to_be_visible()
+    shots(page, "revoked")
+    assert client_token(server, client_id, new_secret).status_code == 401
+    page.locator("#activate").click()
+    expect(page.locator("#revoke")).to_be_visible()
+    expect(page.locator("#details")).to_contain_text("Active")
+    assert client_token(server, client_id, new_secret).status_code == 200
+    shots(page, "activated")
+
+    # --- the access token is refreshed before it expires ------------------------------
+    def refresh_grant(response: Any) -> bool:
+        request = response.request
+        return (
+            request.method == "POST"
+            and response.url == f"{base}/oidc/token"
+            and "grant_type=refresh_token" in (request.post_data or "")
+        )
+
+    with page.expect_response(refresh_grant) as refreshed:
+        page.clock.fast_forward(lifetime * 1000)
+    assert refreshed.value.status == 200
+
+    # --- rename, describe, change groups (an error first, shown in words) --------------
+    page.locator("#edit-name").fill("Production API Client (EU)")
+    page.locator("#rename-form button").click()
+    expect(page.locator("#rename-form [role=status]")).to_have_text("Name saved.")
+    expect(page.locator("h1.account-title")).to_contain_text("Production API Client (EU)")
+    page.locator("#edit-description").fill("Calls the records API from the EU cluster")
+    page.locator("#describe-form button").click()
+    expect(page.locator("#describe-form [role=status]")).to_have_text("Description saved.")
+    page.locator("#edit-groups").fill("api-users, no-such-group")
+    page.locator("#groups-form button").click()
+    error = page.locator("#groups-form [role=alert]")
+    expect(error).to_contain_text("The groups were not saved.")
+    error_text = error.inner_text()
+    assert "{" not in error_text and '"error"' not in error_text, error_text
+    shots(page, "error-in-words")
+    page.locator("#edit-groups").fill("api-users, developers")
+    page.locator("#groups-form button").click()
+    expect(page.locator("#groups-form [role=status]")).to_contain_text("Groups saved.")
+    shots(page, "edited")
+    account_id = account_url.rsplit("/", 1)[1]
+    user_token = cli_inproc(server.env, "user", "token", ADMIN, "--workspace", WORKSPACE).strip()
+    api = f"/workspace/{WORKSPACE}/api/v1/service-accounts"
+    with server.client() as http:
+        http.headers["Authorization"] = f"Bearer {user_token}"
+        stored = http.get(f"{api}/{account_id}").json()
+        assert stored["name"] == "Production API Client (EU)"
+        assert stored["description"] == "Calls the records API from the EU cluster"
+        assert stored["groups"] == ["api-users", "developers"]
+        # Two more, for a list worth a screenshot.
+        http.post(f"{api}", json={"name": "Nightly import job", "groups": ["developers"]})
+        staging = http.post(f"{api}", json={"name": "Staging API client"}).json()
+        http.post(f"{api}/{staging['id']}/revoke")
+
+    # --- the list ------------------------------------------------------------------------
+    page.locator("#nav").get_by_role("link", name="Service accounts").click()
+    rows = page.locator("#accounts tbody tr")
+    expect(rows).to_have_count(3)
+    expect(page.locator("#accounts")).to_contain_text("Production API Client (EU)")
+    expect(page.locator("#accounts")).to_contain_text("Revoked")
+    expect(page.locator(".pager")).to_contain_text("1\u20133 of 3 service accounts")
+    listed = shots(page, "service-accounts")
+    if os.environ.get("CENTRALI_UPDATE_DOCS_SCREENSHOT"):
+        end = page.locator(".pager").bounding_box()
+        assert end is not None
+        height = end["y"] + end["height"] + 24
+        DOCS_SCREENSHOT.parent.mkdir(exist_ok=True)
+        page.screenshot(
+            path=str(DOCS_SCREENSHOT), clip={"x": 0, "y": 0, "width": 1280, "height": height}
+        )
+
+    # --- delete, with a confirmation that can be declined ------------------------------
+    page.get_by_role("link", name="Production API Client (EU)").click()
+    page.locator("#delete").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text("cannot be undone")
+    shots(page, "delete-confirm", full_page=False)
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(page.get_by_role("dialog")).to_have_count(0)
+    assert client_token(server, client_id, new_secret).status_code == 200
+    page.locator("#delete").click()
+    page.get_by_role("dialog").get_by_role("button", name="Delete for good").click()
+    expect(page.locator("#flash")).to_contain_text("was deleted")
+    expect(rows).to_have_count(2)
+    shots(page, "deleted")
+    assert client_token(server, client_id, new_secret).status_code == 401
+
+    # --- the audit log -------------------------------------------------------------------
+    page.locator("#nav").get_by_role("link", name="Audit log").click()
+    events = page.locator("#audit-events tbody tr")
+    expect(events.first).to_be_visible()
+    audit_text = page.locator("#audit-events").inner_text()
+    for label in [
+        "Created",
+        "Secret rotated",
+        "Revoked",
+        "Activated",
+        "Renamed",
+        "Description changed",
+        "Groups changed",
+        "Deleted",
+    ]:
+        assert label in audit_text, label
+    assert secret not in audit_text and new_secret not in audit_text
+    shots(page, "audit-log")
+    page.locator("#filter-action").select_option("service_account.deleted")
+    page.locator("#filter-target").fill(client_id)
+    page.get_by_role("button", name="Filter").click()
+    expect(events).to_have_count(1)
+    expect(events.first).to_contain_text("Deleted")
+    shots(page, "audit-log-filtered")
+
+    # --- sign out ------------------------------------------------------------------------
+    page.locator("#sign-out").click()
+    expect(page.get_by_role("heading", name="You are signed out")).to_be_visible()
+    shots(page, "signed-out")
+    page.goto(f"{base}/console")
+    expect(page.locator("input[name=password]")).to_be_visible()
+
+    assert problems == []
+    assert listed.exists()
+    assert time.monotonic() - started_at < BUDGET_SECONDS
+
+
+# --- without a browser: what the server hands out, and what the files may not do ----------
+
+
+def test_console_paths_serve_one_locked_down_page(client: TestClient) -> None:
+    for path in ["/console", "/console/", "/console/callback?code=c&state=s", "/console/audit"]:
+        page = client.get(path)
+        assert page.status_code == 200, path
+        assert page.headers["content-type"] == "text/html; charset=utf-8"
+        assert page.headers["content-security-policy"] == CONSOLE_CSP
+        assert page.headers["cache-control"] == "no-store"
+        assert page.headers["x-frame-options"] == "DENY"
+    version = load_bundle().version
+    assert f'src="/console/assets/{version}/app.js"' in page.text
+    assert f'href="/console/assets/{version}/style.css"' in page.text
+    assert "{{" not in page.text
+
+
+def test_console_assets_are_cached_for_good_only_under_their_version(client: TestClient) -> None:
+    version = load_bundle().version
+    script = client.get(f"/console/assets/{version}/app.js")
+    assert script.status_code == 200
+    assert script.headers["content-type"] == "text/javascript; charset=utf-8"
+    assert "immutable" in script.headers["cache-control"]
+    style = client.get(f"/console/assets/{version}/style.css")
+    assert style.headers["content-type"] == "text/css; charset=utf-8"
+    stale = client.get("/console/assets/0000000000000000/app.js")
+    assert stale.status_code == 200 and stale.headers["cache-control"] == "no-cache"
+    for missing in ["nope.js", "index.html"]:
+        assert client.get(f"/console/assets/{version}/{missing}").status_code == 404, missing
+    # Only the bundle's own files by name: a path that climbs out is just another page.
+    climb = client.get(f"/console/assets/{version}/..%2F..%2Froutes%2Fconsole.py")
+    assert climb.headers["content-type"] == "text/html; charset=utf-8"
+
+
+def test_console_is_not_in_the_openapi_document(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    assert not [p for p in paths if p.startswith("/console")]
+
+
+def test_console_files_hold_no_inline_code_and_keep_no_secret() -> None:
+    html = (CONSOLE_FILES / "index.html").read_text()
+    assert re.findall(r"<script\b[^>]*>", html) == [
+        '<script type="module" src="{{assets}}/app.js">'
+    ]
+    assert not re.search(r"<style|\sstyle=|\son[a-z]+=", html, re.IGNORECASE)
+    # The code, without its comments (which may name what the code must not do).
+    scripts = {
+        p.name: re.sub(r"^\s*//.*$|/\*\*.*?\*/", "", p.read_text(), flags=re.M)
+        for p in CONSOLE_FILES.glob("*.js")
+    }
+    assert {"app.js", "auth.js", "api.js"} <= set(scripts)
+    forbidden = re.compile(
+        r"innerHTML|outerHTML|insertAdjacentHTML|document\.write|\beval\(|new Function|"
+        r"localStorage|document\.cookie|https?://"
+    )
+    for name, text in scripts.items():
+        assert not forbidden.search(text), (name, forbidden.search(text))
+        # Web Storage holds only the PKCE verifier, state and nonce of a sign-in under way.
+        if name != "auth.js":
+            assert "sessionStorage" not in text, name
+    assert "sessionStorage.setItem(\n    PENDING_KEY," in scripts["auth.js"]
+    assert scripts["auth.js"].count("sessionStorage.setItem") == 1
