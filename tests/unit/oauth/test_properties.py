@@ -343,7 +343,10 @@ def _resign(draw: st.DrawFn, token: str, ours: SigningKey, other: SigningKey) ->
     header, payload, _signature = decoded
     kid = draw(st.sampled_from([ours.kid, other.kid, None]), label="kid")
     headers = {"typ": header.get("typ", "at+jwt"), **({"kid": kid} if kid else {})}
-    return jwt.encode(payload, other.private_key, algorithm="RS256", headers=headers)
+    # PyJWS, not jwt.encode: an earlier "claims" mutation may have left a claim PyJWT will
+    # not encode (a non-string "iss"), and the signature is what this mutation is about.
+    claims = json.dumps(payload, separators=(",", ":")).encode()
+    return jwt.PyJWS().encode(claims, other.private_key, algorithm="RS256", headers=headers)
 
 
 _MUTATIONS = {
