@@ -89,6 +89,7 @@ SCHEMA.app = _no_app  # selects the in-process ASGI transport; each call names i
 
 # --- known documentation bugs, by operation -----------------------------------------------------
 
+
 def _known_mismatches(method: str, path: str) -> tuple[frozenset[str], str]:
     """Operations whose document is known not to match (none at present)."""
     return frozenset(), ""
