@@ -320,6 +320,22 @@ def bulk_accounts(env: dict[str, str], count: int) -> None:
     log(f"bulk insert took {time.monotonic() - started:.0f} s")
 
 
+def keyset_cursor(env: dict[str, str], offset: int) -> int:
+    """The ``after`` a client walking the list by keyset holds before page offset/20 + 1:
+    the id of the live account at position ``offset`` (looked up once, with SQL)."""
+    import psycopg
+
+    with psycopg.connect(env["CENTRALI_DATABASE_URL"], autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT sa.id FROM service_accounts sa JOIN workspaces w ON w.id = sa.workspace_id "
+            "WHERE w.slug = 'bench' AND sa.status <> 'deleted' ORDER BY sa.id "
+            "OFFSET %s LIMIT 1",
+            (offset - 1,),
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
 def time_get(url: str, headers: dict[str, str], repeat: int = 20) -> float:
     """Median latency in ms of a GET over one kept-alive connection."""
     times = []
@@ -483,6 +499,8 @@ def bench_scale(
     after = {
         "page1_ms": time_get(f"{base}?page=1", user),
         "page10000_ms": time_get(f"{base}?page=10000", user),
+        "keyset1_ms": time_get(f"{base}?after=0", user),
+        "keyset10000_ms": time_get(f"{base}?after={keyset_cursor(env, 199_980)}", user),
     }
     log(f"paging with {args.accounts + args.scale:,} accounts: {after}")
     rec = token_load(
@@ -525,7 +543,8 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     for r in extras:
         print(
             f"\npaging ({r['target']}): page 1 {r['page1_ms']:.1f} ms, "
-            f"page 10,000 {r['page10000_ms']:.1f} ms (median of 20)"
+            f"page 10,000 {r['page10000_ms']:.1f} ms; keyset (?after=) page 1 "
+            f"{r['keyset1_ms']:.1f} ms, page 10,000 {r['keyset10000_ms']:.1f} ms (median of 20)"
         )
 
 
