@@ -833,3 +833,57 @@ def test_concurrent_redemptions_of_one_code_leave_no_live_token(
     assert len(winners) <= 1
     for won in winners:
         assert_invalid_grant(flow.refresh(won["refresh_token"]))
+
+
+# --- regressions from review ------------------------------------------------------------------
+
+
+def test_a_narrowed_refresh_keeps_the_chain_scope(flow: Flow, admin: str) -> None:
+    """RFC 6749 §6: the new refresh token has the old one's scope, whatever the access
+    token was narrowed to."""
+    tokens = flow.tokens(admin, scope="openid email")
+    narrowed = flow.refresh(tokens["refresh_token"], scope="openid")
+    assert narrowed.status_code == 200, narrowed.text
+    assert narrowed.json()["scope"] == "openid"
+    wide = flow.refresh(narrowed.json()["refresh_token"], scope="openid email")
+    assert wide.status_code == 200, wide.text
+    assert wide.json()["scope"] == "openid email"
+
+
+def test_another_users_id_token_hint_does_not_sign_this_browser_out(
+    client: TestClient, flow: Flow, admin: str, db: Database, factory: Factory
+) -> None:
+    """A foreign page holding its own user's ID token cannot end the victim's sign-in, nor
+    drop the victim's session cookie."""
+    create_user(db, email="mallory@acme.test", workspace_slug="acme-corp", password=PASSWORD)
+    with TestClient(client.app, base_url=ISSUER) as other:
+        mallory = Flow(other).tokens("mallory@acme.test")
+    flow.sign_in(admin)
+    r = client.get(
+        "/oidc/logout", params={"id_token_hint": mallory["id_token"]}, follow_redirects=False
+    )
+    assert r.status_code == 200, r.text
+    assert "centrali_session=" not in r.headers.get("set-cookie", "")
+    assert Flow(client).authorize().status_code == 303  # still signed in
+
+
+def test_logout_finds_the_chain_after_old_sessions_are_purged(
+    client: TestClient, flow: Flow, admin: str, db: Database
+) -> None:
+    """A later sign-in purges expired sessions, but not those a live refresh chain still
+    hangs from: logout must still revoke it."""
+    from centrali.store.tables import BrowserSession
+
+    tokens = flow.tokens(admin)
+    with db.write() as session:  # the sign-in's session is past its end, its chain is not
+        session.execute(
+            update(BrowserSession).values(expires_at=datetime.now(UTC) - timedelta(minutes=1))
+        )
+    create_user(db, email="bob@acme.test", workspace_slug="acme-corp", password=PASSWORD)
+    with TestClient(client.app, base_url=ISSUER) as other:
+        Flow(other).tokens("bob@acme.test")  # a sign-in: purges expired sessions
+    r = client.get(
+        "/oidc/logout", params={"id_token_hint": tokens["id_token"]}, follow_redirects=False
+    )
+    assert r.status_code == 200, r.text
+    assert_invalid_grant(flow.refresh(tokens["refresh_token"]))

@@ -376,3 +376,14 @@ def test_key_set_carries_its_change_time() -> None:
     key = load_signing_key(generate_private_key_pem("EdDSA"), "EdDSA")
     assert KeySet.of(key).changes_at is None
     assert KeySet.of(key, changes_at=T0).changes_at == T0
+
+
+def test_superseded_keys_outlive_the_longest_token_they_signed(tmp_path: Path) -> None:
+    """User access tokens may live longer than service-account ones: a superseded key stays
+    until the longer of the two has expired."""
+    from centrali.services.keys import KeyPolicy
+
+    longer_for_users = Settings(data_dir=tmp_path, token_ttl=600, user_token_ttl=3600)
+    assert KeyPolicy.from_settings(longer_for_users).token_ttl == 3600
+    longer_for_accounts = Settings(data_dir=tmp_path, token_ttl=7200, user_token_ttl=900)
+    assert KeyPolicy.from_settings(longer_for_accounts).token_ttl == 7200

@@ -170,6 +170,9 @@ class _Issue:
     nonce: str | None
     sid: str | None
     chain_expires_at: float
+    # The chain's own scope, carried by the next refresh token: a narrowed refresh narrows
+    # only its access token (RFC 6749 §6). None: the same as ``scope``.
+    chain_scope: str | None = None
 
 
 def _issue_user_tokens(
@@ -208,7 +211,7 @@ def _issue_user_tokens(
     refresh = new_opaque_token(REFRESH_TOKEN_PREFIX)
     record = NewRefreshToken(
         token_hash=token_digest(refresh),
-        scope=what.scope,
+        scope=what.chain_scope or what.scope,
         expires_at=what.chain_expires_at,
         access_jti=access.jti,
         access_expires_at=access.issued_at + access.expires_in,
@@ -318,6 +321,7 @@ class RefreshTokenGrant(UserGrant):
             nonce=None,  # OpenID Connect Core §12.2: no nonce in a refreshed ID token
             sid=found.sid,
             chain_expires_at=found.expires_at,
+            chain_scope=found.scope,
         )
         response, refresh = _issue_user_tokens(client, what, config, users, now)
         if not store.rotate_refresh_token(token_hash, refresh, now):

@@ -7,7 +7,7 @@ Three budgets, each a bucket that holds ``limit`` tokens and refills ``limit`` p
   an attacker hammering one client_id from one address exhausts that budget, while the real
   client, from its own address, keeps its own;
 - tokens issued per client_id (``issuance_per_client``), charged on success only, so only
-  the holder of the secret can spend it.
+  the holder of the secret can spend it (public clients, which have none, have no such budget).
 
 A request is refused (429, ``slow_down``) while any of its buckets is empty. It takes a
 token from each before its secret is checked and gets back what the outcome did not spend
@@ -109,6 +109,8 @@ class BucketStore(Protocol):
         """Return one token to every bucket (never above capacity)."""
         ...
 
+    # Inspection and unconditional charging: for tools and tests; the endpoints use
+    # take/give_back, which cannot be raced past.
     async def wait_time(self, buckets: Sequence[Bucket], now: float) -> float:
         """Seconds until every bucket holds a token (0: go ahead); takes nothing."""
         ...
@@ -208,10 +210,16 @@ class TokenLimiter:
         self.settings = settings
         self.store = store
 
-    async def admit(self, ip: str, client_id: str | None, now: float) -> Admission:
-        """Take this request's tokens, or raise SlowDownError while a budget is spent."""
+    async def admit(
+        self, ip: str, client_id: str | None, now: float, *, public: bool = False
+    ) -> Admission:
+        """Take this request's tokens, or raise SlowDownError while a budget is spent.
+        A public client (no secret) has no issuance budget: every user of it would share
+        one, and any of them could spend it for all."""
         failure = tuple(failure_buckets(ip, client_id, self.settings))
-        issuance = tuple(issuance_buckets(client_id, self.settings)) if client_id else ()
+        issuance = (
+            tuple(issuance_buckets(client_id, self.settings)) if client_id and not public else ()
+        )
         if not failure and not issuance:
             return NOTHING_TAKEN
         wait = await self.store.take((*failure, *issuance), now)

@@ -64,7 +64,9 @@ class KeyPolicy:
         """Raises ``MasterKeyError`` when the master key is not base64 of 32 bytes."""
         return cls(
             master_key=parse_master_key(settings.master_key.get_secret_value()),
-            token_ttl=settings.token_ttl,
+            # The longest-lived token a key signs: service-account or user access tokens
+            # (ID tokens and sign-in tickets live no longer than user access tokens).
+            token_ttl=max(settings.token_ttl, settings.user_token_ttl),
             lead_time=settings.key_lead_time,
             refresh_seconds=settings.key_refresh_seconds,
         )

@@ -306,14 +306,17 @@ class SignIn:
     auth_time: float
 
 
-def start_sign_in(db: Database, *, user_id: int, ttl: int, now: float) -> tuple[str, SignIn]:
+def start_sign_in(
+    db: Database, *, user_id: int, ttl: int, now: float, refresh_ttl: int = 86400 * 90
+) -> tuple[str, SignIn]:
     """A new session for the user: (the cookie value, the sign-in). Only the cookie's digest
-    is stored. Sessions past their end are dropped on the way."""
+    is stored. Sessions past their end are dropped on the way, but only once no refresh
+    chain started from them can still be alive: logout finds a chain through its session."""
     cookie = new_opaque_token()
     sid = secrets.token_urlsafe(16)
     at = _at(now)
     with db.write() as session:
-        q.purge_sessions(session, expired_before=at)
+        q.purge_sessions(session, expired_before=at - timedelta(seconds=refresh_ttl + CODE_TTL))
         user = session.get(User, user_id)
         if user is None:
             raise InvalidBodyError("unknown user")
@@ -351,11 +354,13 @@ def end_sign_ins(
     sid: str | None = None,
     subject: str | None = None,
     now: float,
-) -> None:
+) -> bool:
     """Log out: end the session of the cookie and/or of ``sid`` (an ID token's), and revoke
     the refresh-token chains started from them. With ``subject`` (from an ID token hint),
-    the cookie's session ends only if it is that user's."""
+    the cookie's session ends only if it is that user's. Returns whether the cookie is no
+    longer a live sign-in (so the browser may drop it): False when it is another user's."""
     at = _at(now)
+    cookie_done = True
     with db.write() as session:
         ids: list[int] = []
         if sid is not None:
@@ -365,10 +370,14 @@ def end_sign_ins(
         if plausible_token(cookie):
             assert cookie is not None
             found = q.find_live_session(session, token_hash=token_digest(cookie), now=at)
-            if found is not None and (subject is None or found[1].subject == subject):
-                ids.append(found[0].id)
+            if found is not None:
+                if subject is None or found[1].subject == subject:
+                    ids.append(found[0].id)
+                else:
+                    cookie_done = False
         q.end_sessions(session, session_ids=ids, now=at)
         q.revoke_chains(session, chain_ids=q.chains_of_sessions(session, session_ids=ids), now=at)
+    return cookie_done
 
 
 def workspaces_of(db: Database, *, user_id: int) -> list[WorkspaceChoice]:

@@ -21,15 +21,8 @@ from centrali.store.db import Database
 
 UNKNOWN_CLIENT = "unknown"
 MAX_KEYS = 10_000
-# The reasons the token endpoint reports; any short string is accepted.
-REASONS = (
-    "unknown_client",
-    "wrong_secret",
-    "revoked",
-    "deleted",
-    "rate_limited",
-    "invalid_request",
-)
+# The token endpoint reports "unknown_client", "wrong_secret", "inactive_client" (revoked or
+# deleted) and "rate_limited" (web.token_asgi); any short string is accepted.
 _CLIENT_ID_MAX = 32  # service_accounts.client_id: a longer id names no account
 _REASON_MAX = 32  # token_failure_counts.reason
 _HOUR = 3600

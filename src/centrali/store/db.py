@@ -90,9 +90,12 @@ class Database:
         """A second pool for single-statement reads on hot paths: no BEGIN, no ROLLBACK,
         so one lookup is one round trip."""
         if self._autocommit is None:
-            self._autocommit = make_engine(
-                self.url, isolation_level="AUTOCOMMIT", **self._engine_kwargs
-            )
+            # Its reads run on the event loop (token endpoint, token check, GET /records/{id}):
+            # a store that does not answer must cost seconds, not the default minutes.
+            kwargs: dict[str, Any] = {"pool_timeout": 2, **self._engine_kwargs}
+            if not self.url.startswith("sqlite"):
+                kwargs.setdefault("connect_args", {"connect_timeout": 2})
+            self._autocommit = make_engine(self.url, isolation_level="AUTOCOMMIT", **kwargs)
         return self._autocommit
 
     @property

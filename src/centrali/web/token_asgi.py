@@ -17,6 +17,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from centrali.oauth.client_auth import NONE
 from centrali.oauth.errors import InvalidClientError, OAuthError, TemporarilyUnavailableError
 from centrali.oauth.grants import TokenResponse
 from centrali.oauth.limits import NOTHING_TAKEN, SlowDownError
@@ -190,7 +191,9 @@ class TokenDispatcher:
                 raise
             admission = NOTHING_TAKEN
             if limiter is not None:
-                admission = await limiter.admit(ip, prepared.client_id, now)
+                admission = await limiter.admit(
+                    ip, prepared.client_id, now, public=prepared.credentials.method == NONE
+                )
             outcome = "other"
             try:
                 response = await issue_token(runtime, prepared)

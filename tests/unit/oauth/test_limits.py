@@ -832,3 +832,15 @@ def test_a_refused_admission_says_when_to_come_back() -> None:
     assert refusal.value.retry_after == 5  # one token every 10 s, 5 s of it gone
     assert refusal.value.headers() == {"Retry-After": "5"}
     assert refusal.value.status_code == 429
+
+
+def test_a_public_client_has_no_issuance_budget() -> None:
+    """Every user of a public client (no secret) would share its budget, and any of them
+    could spend it for all: only confidential clients get one."""
+    limit, _ = limiter(issuance=1)
+    for _ in range(5):
+        admission = run(limit.admit(IP, "centrali-console", NOW, public=True))
+        assert admission.issuance == ()
+        run(limit.settle(admission, "issued", NOW))
+    assert attempt(limit, IP, CLIENT, "issued") is None
+    assert refused(limit, IP, CLIENT) == 60  # the confidential client's one token is spent

@@ -346,7 +346,12 @@ async def login(request: Request) -> Response:
         await limits.give_back(buckets, time.time())
     now = time.time()
     cookie, sign_in = await run_in_threadpool(
-        oidc.start_sign_in, runtime.db, user_id=user.id, ttl=settings.session_ttl, now=now
+        oidc.start_sign_in,
+        runtime.db,
+        user_id=user.id,
+        ttl=settings.session_ttl,
+        now=now,
+        refresh_ttl=settings.refresh_token_ttl,
     )
     response = await _continue(request, runtime, auth, sign_in)
     _set_cookie(response, request, settings, SESSION_COOKIE, cookie)
@@ -483,7 +488,7 @@ async def logout(request: Request) -> Response:
             if new:
                 _set_cookie(page, request, settings, CSRF_COOKIE, csrf)
             return page
-    await run_in_threadpool(
+    cookie_done = await run_in_threadpool(
         oidc.end_sign_ins,
         runtime.db,
         cookie=cookie,
@@ -492,5 +497,6 @@ async def logout(request: Request) -> Response:
         now=time.time(),
     )
     response = _redirect(target) if target is not None else pages.signed_out_page()
-    _clear_cookie(response, request, settings, SESSION_COOKIE)
+    if cookie_done:  # another user's hint does not sign this browser out
+        _clear_cookie(response, request, settings, SESSION_COOKIE)
     return response
