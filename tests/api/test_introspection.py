@@ -444,7 +444,7 @@ def test_discovery_lists_both_endpoints(client: TestClient, settings: Settings) 
     assert doc["revocation_endpoint"] == f"{settings.issuer}{REVOKE}"
     methods = {"client_secret_basic", "client_secret_post"}
     assert set(doc["introspection_endpoint_auth_methods_supported"]) == methods
-    assert set(doc["revocation_endpoint_auth_methods_supported"]) == methods
+    assert set(doc["revocation_endpoint_auth_methods_supported"]) == methods | {"none"}
 
 
 @BOTH

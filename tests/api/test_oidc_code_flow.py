@@ -887,3 +887,42 @@ def test_logout_finds_the_chain_after_old_sessions_are_purged(
     )
     assert r.status_code == 200, r.text
     assert_invalid_grant(flow.refresh(tokens["refresh_token"]))
+
+
+def test_a_public_client_revokes_its_refresh_token_chain(
+    client: TestClient, flow: Flow, admin: str
+) -> None:
+    """RFC 7009: a server that issues refresh tokens revokes them; a public client names
+    itself by client_id alone. The chain dies, and the access tokens it issued with it."""
+    tokens = flow.tokens(admin)
+    r = client.post("/oidc/revoke", data={"token": tokens["refresh_token"], "client_id": CONSOLE})
+    assert r.status_code == 200, r.text
+    assert_invalid_grant(flow.refresh(tokens["refresh_token"]))
+    r = client.get(ACCOUNTS, headers=bearer(tokens["access_token"]))
+    assert r.status_code == 401
+    assert r.json()["error"] == "token_revoked"
+    # Again, and an unknown refresh token: nothing to do, 200 (§2.2).
+    for token in (tokens["refresh_token"], "rt_" + "x" * 43):
+        r = client.post("/oidc/revoke", data={"token": token, "client_id": CONSOLE})
+        assert r.status_code == 200, r.text
+
+
+def test_refresh_tokens_are_revoked_only_by_their_own_client(
+    client: TestClient, flow: Flow, admin: str, db: Database, factory: Factory
+) -> None:
+    register_public_client(db, client_id="tool", redirect_uris=["http://127.0.0.1:1/cb"])
+    tokens = flow.tokens(admin)
+    r = client.post("/oidc/revoke", data={"token": tokens["refresh_token"], "client_id": "tool"})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"] == "unauthorized_client"
+    account = factory.service_account(factory.admin())
+    r = client.post(
+        "/oidc/revoke",
+        data={"token": tokens["refresh_token"]},
+        auth=(account["clientId"], account["clientSecret"]),
+    )
+    assert r.status_code == 400, r.text
+    r = client.post("/oidc/revoke", data={"token": tokens["refresh_token"], "client_id": "nobody"})
+    assert r.status_code == 401
+    assert r.json()["error"] == "invalid_client"
+    assert flow.refresh(tokens["refresh_token"]).status_code == 200  # still alive

@@ -14,8 +14,11 @@ verify the token (signature, ``typ``, ``iss``, ``aud``, ``exp``) → then
   issued to another client is refused with ``unauthorized_client`` (§2.1); otherwise its
   ``jti`` is recorded until its ``exp``.
 
-Only access tokens exist: ``token_type_hint`` ``access_token`` and ``refresh_token`` lead to
-the same search, and an unknown hint is ignored (RFC 7009 §2.1, RFC 7662 §2.1).
+Revocation also takes a refresh token (``rt_…``, issued to public clients, which
+authenticate with their ``client_id`` alone, method ``none``): the token's owner revokes its
+whole chain, and the access tokens the chain issued with it. The token is recognised by its
+form, so ``token_type_hint`` is not needed; an unknown hint is ignored (RFC 7009 §2.1,
+RFC 7662 §2.1).
 """
 
 from __future__ import annotations
@@ -26,9 +29,11 @@ from typing import Any, Protocol
 
 from centrali.oauth.client_auth import ClientCredentials, extract_client_credentials
 from centrali.oauth.errors import InvalidRequestError, UnauthorizedClientError
-from centrali.oauth.grants import IssuerConfig
+from centrali.oauth.grants import REFRESH_TOKEN_PREFIX, IssuerConfig
+from centrali.oauth.opaque_tokens import plausible_token, token_digest
 from centrali.oauth.ports import ClientRecord
 from centrali.oauth.tokens import TokenError, VerifiedToken, verify_access_token
+from centrali.oauth.user_ports import PublicClient, RefreshRecord
 
 TOKEN_TYPE_HINTS = ("access_token", "refresh_token")
 # A longer value cannot be one of our tokens; it is not even parsed.
@@ -101,12 +106,21 @@ class Introspection:
 INACTIVE = Introspection()
 
 
-def read_token_request(form: Mapping[str, str], authorization: str | None) -> TokenActionRequest:
-    """``token`` present, client credentials by exactly one method; hint kept if known."""
+class RefreshTokenStore(Protocol):
+    def find_refresh_token(self, token_hash: str) -> RefreshRecord | None: ...
+
+    def revoke_chain(self, chain_id: int, now: float) -> None: ...
+
+
+def read_token_request(
+    form: Mapping[str, str], authorization: str | None, *, allow_none: bool = False
+) -> TokenActionRequest:
+    """``token`` present, client credentials by exactly one method; hint kept if known.
+    ``allow_none``: a ``client_id`` without a secret names a public client (revocation)."""
     token = form.get("token")
     if token is None:
         raise InvalidRequestError("Missing required parameter: token")
-    credentials = extract_client_credentials(form, authorization)
+    credentials = extract_client_credentials(form, authorization, allow_none=allow_none)
     hint = form.get("token_type_hint")
     return TokenActionRequest(
         token=token,
@@ -148,13 +162,24 @@ def introspect(
 
 def revoke(
     request: TokenActionRequest,
-    caller: ClientRecord,
+    caller: ClientRecord | PublicClient,
     *,
     tokens: TokenStateStore,
     config: IssuerConfig,
     now: float,
+    refresh_tokens: RefreshTokenStore | None = None,
 ) -> None:
     """RFC 7009 §2.1 for an authenticated ``caller``; returns when there is nothing to do."""
+    if request.token.startswith(REFRESH_TOKEN_PREFIX):
+        if refresh_tokens is not None and plausible_token(request.token):
+            found = refresh_tokens.find_refresh_token(token_digest(request.token))
+            if found is not None:
+                if found.client_id != caller.client_id:
+                    raise UnauthorizedClientError(
+                        "The token was not issued to this client", detail="revoke: foreign chain"
+                    )
+                refresh_tokens.revoke_chain(found.chain_id, now)
+        return
     token = _verify(request.token, config, now)
     if token is None:
         return  # §2.2: an invalid or expired token needs no revoking

@@ -20,7 +20,7 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
 
 from centrali.oauth import introspection
-from centrali.oauth.client_auth import authenticate_client
+from centrali.oauth.client_auth import NONE, authenticate_client, authenticate_public_client
 from centrali.oauth.errors import (
     InvalidClientError,
     InvalidRequestError,
@@ -30,6 +30,8 @@ from centrali.oauth.errors import (
 from centrali.oauth.limits import NOTHING_TAKEN
 from centrali.oauth.ports import ClientRecord
 from centrali.oauth.token_endpoint import FORM_CONTENT_TYPE, parse_form
+from centrali.oauth.user_ports import PublicClient
+from centrali.services.oidc import OidcStore
 from centrali.store.client_store import StoreUnavailableError
 from centrali.store.revocation import SqlTokenStateStore
 from centrali.web.runtime import Runtime, get_runtime
@@ -179,7 +181,7 @@ async def introspect(request: Request) -> Response:
 async def revoke(request: Request) -> Response:
     runtime = get_runtime(request)
     try:
-        token_request, caller = await _authenticated(request, runtime)
+        token_request, caller = await _authenticated(request, runtime, allow_public=True)
         await _in_threadpool(
             introspection.revoke,
             token_request,
@@ -187,6 +189,7 @@ async def revoke(request: Request) -> Response:
             tokens=SqlTokenStateStore(runtime.db),
             config=runtime.issuer_config,
             now=runtime.clock.now(),
+            refresh_tokens=OidcStore(runtime.db, runtime.settings.issuer),
         )
     except OAuthError as exc:
         return _refuse(exc, REVOKE_PATH)
@@ -194,15 +197,22 @@ async def revoke(request: Request) -> Response:
 
 
 async def _authenticated(
-    request: Request, runtime: Runtime
-) -> tuple[introspection.TokenActionRequest, ClientRecord]:
-    """Form read, ``token`` present, client authenticated, in that order."""
+    request: Request, runtime: Runtime, *, allow_public: bool = False
+) -> tuple[introspection.TokenActionRequest, ClientRecord | PublicClient]:
+    """Form read, ``token`` present, client authenticated, in that order. ``allow_public``:
+    a registered public client may name itself by ``client_id`` alone (revocation)."""
     try:
         body = await request.body()
     except ClientDisconnect as exc:
         raise InvalidRequestError("Incomplete request body") from exc
     form = parse_form(request.headers.get("content-type"), body)
-    token_request = introspection.read_token_request(form, request.headers.get("authorization"))
+    token_request = introspection.read_token_request(
+        form, request.headers.get("authorization"), allow_none=allow_public
+    )
+    if token_request.credentials.method == NONE:
+        store = OidcStore(runtime.db, runtime.settings.issuer)
+        public = await _in_threadpool(authenticate_public_client, token_request.credentials, store)
+        return token_request, public
     # The token endpoint's abuse limits hold here too: a client_id cannot be guessed at
     # through these endpoints instead (429 before any secret is checked).
     limiter = runtime.limiter
