@@ -76,7 +76,7 @@ class Server:
         ).stdout.split()
         children = [int(p) for p in out]
         # uvicorn's multiprocess mode also spawns a resource tracker; keep the python workers.
-        workers = [p for p in children if "multiprocessing" not in _cmdline(p)]
+        workers = [p for p in children if "resource_tracker" not in _cmdline(p)]
         return workers or [self.process.pid]
 
 

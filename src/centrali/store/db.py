@@ -92,7 +92,13 @@ class Database:
         if self._autocommit is None:
             # Its reads run on the event loop (token endpoint, token check, GET /records/{id}):
             # a store that does not answer must cost seconds, not the default minutes.
-            kwargs: dict[str, Any] = {"pool_timeout": 2, **self._engine_kwargs}
+            # No pre-ping either: it is a round trip per checkout, as much as the query. A
+            # connection the server dropped fails one request (503) and is replaced.
+            kwargs: dict[str, Any] = {
+                "pool_timeout": 2,
+                "pool_pre_ping": False,
+                **self._engine_kwargs,
+            }
             if not self.url.startswith("sqlite"):
                 kwargs.setdefault("connect_args", {"connect_timeout": 2})
             self._autocommit = make_engine(self.url, isolation_level="AUTOCOMMIT", **kwargs)

@@ -6,7 +6,18 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, Select, delete, exists, false, func, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    bindparam,
+    delete,
+    exists,
+    false,
+    func,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -214,30 +225,36 @@ class AccountState(NamedTuple):
     token_revoked: bool = False
 
 
+# Built once: this statement runs on every API request of a service account. An absent jti
+# is bound as "" (never a jti), so one statement serves both cases.
+_SA_GRANTS = (
+    select(
+        ServiceAccount.status,
+        ServiceAccount.tokens_valid_after,
+        Workspace.slug,
+        Group.name,
+        GroupPermission.permission,
+        exists().where(RevokedToken.jti == bindparam("jti")).label("jti_revoked"),
+    )
+    .join(Workspace, Workspace.id == ServiceAccount.workspace_id)
+    .outerjoin(ServiceAccountGroup, ServiceAccountGroup.service_account_id == ServiceAccount.id)
+    .outerjoin(Group, Group.id == ServiceAccountGroup.group_id)
+    .outerjoin(GroupPermission, GroupPermission.group_id == Group.id)
+    .where(ServiceAccount.client_id == bindparam("client_id"))
+)
+
+
 def service_account_grants(
     conn: Connection | Session, *, client_id: str, jti: str | None = None
 ) -> tuple[AccountState, dict[str, set[str]]] | None:
     """The account's state by client id, its groups with their permissions, and whether the
     token ``jti`` was revoked; one query, plain rows (no ORM entity), so it serves every API
     request cheaply."""
-    stmt = (
-        select(
-            ServiceAccount.status,
-            ServiceAccount.tokens_valid_after,
-            Workspace.slug,
-            Group.name,
-            GroupPermission.permission,
-            _jti_revoked(jti),
-        )
-        .join(Workspace, Workspace.id == ServiceAccount.workspace_id)
-        .outerjoin(ServiceAccountGroup, ServiceAccountGroup.service_account_id == ServiceAccount.id)
-        .outerjoin(Group, Group.id == ServiceAccountGroup.group_id)
-        .outerjoin(GroupPermission, GroupPermission.group_id == Group.id)
-        .where(ServiceAccount.client_id == client_id)
-    )
+    stmt = _SA_GRANTS
+    params = {"client_id": client_id, "jti": jti or ""}
     state: AccountState | None = None
     grants: dict[str, set[str]] = {}
-    for status, valid_after, slug, group, permission, jti_revoked in conn.execute(stmt):
+    for status, valid_after, slug, group, permission, jti_revoked in conn.execute(stmt, params):
         state = AccountState(status, int(valid_after or 0), slug, bool(jti_revoked))
         if group is not None:
             perms = grants.setdefault(group, set())
@@ -398,23 +415,25 @@ def get_record(
     return None if row is None else (row[0], row[1])
 
 
+_READ_RECORD = (
+    select(
+        Record.id,
+        Structure.slug,
+        Record.data,
+        Record.created_at,
+        Record.created_by,
+        Record.updated_at,
+    )
+    .join(Structure, Structure.id == Record.structure_id)
+    .join(Workspace, Workspace.id == Record.workspace_id)
+    .where(Workspace.slug == bindparam("slug"), Record.id == bindparam("record_id"))
+)
+
+
 def read_record(conn: Connection, *, workspace_slug: str, record_id: int) -> tuple[Any, ...] | None:
     """The record and its structure's slug by id within the workspace named ``workspace_slug``:
-    one statement on an autocommit connection (the API's hot read)."""
-    stmt = (
-        select(
-            Record.id,
-            Structure.slug,
-            Record.data,
-            Record.created_at,
-            Record.created_by,
-            Record.updated_at,
-        )
-        .join(Structure, Structure.id == Record.structure_id)
-        .join(Workspace, Workspace.id == Record.workspace_id)
-        .where(Workspace.slug == workspace_slug, Record.id == record_id)
-    )
-    row = conn.execute(stmt).one_or_none()
+    one statement, built once, on an autocommit connection (the API's hot read)."""
+    row = conn.execute(_READ_RECORD, {"slug": workspace_slug, "record_id": record_id}).one_or_none()
     return None if row is None else tuple(row)
 
 
