@@ -10,6 +10,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -169,11 +170,11 @@ def stop(server: Server) -> None:
 Launch = Callable[..., list[Server]]
 
 
-@pytest.fixture
-def launch(tmp_path: Path) -> Iterator[Launch]:
+@contextmanager
+def launcher(tmp_path: Path, startup_timeout: float = STARTUP_TIMEOUT) -> Iterator[Launch]:
     """Start servers (all at once, each on a free port) and wait until each answers.
 
-    ``launch(env, env, ..., extra=("--workers", "2"))``; every server is stopped at teardown.
+    ``launch(env, env, ..., extra=("--workers", "2"))``; every server is stopped on exit.
     """
     started: list[Server] = []
 
@@ -187,7 +188,7 @@ def launch(tmp_path: Path) -> Iterator[Launch]:
         for server in [spawn(env) for env in envs]:
             for _ in range(3):
                 try:
-                    wait_ready(server)
+                    wait_ready(server, startup_timeout)
                     break
                 except ServerExited as exc:
                     log = server.log_text()
@@ -200,9 +201,17 @@ def launch(tmp_path: Path) -> Iterator[Launch]:
             ready.append(server)
         return ready
 
-    yield _launch
-    for server in reversed(started):
-        stop(server)
+    try:
+        yield _launch
+    finally:
+        for server in reversed(started):
+            stop(server)
+
+
+@pytest.fixture
+def launch(tmp_path: Path) -> Iterator[Launch]:
+    with launcher(tmp_path) as start:
+        yield start
 
 
 @pytest.fixture

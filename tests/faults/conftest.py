@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 
@@ -13,13 +13,8 @@ import pytest
 from tests.e2e.conftest import (  # noqa: F401 (pg_database_url: a fixture, used by name)
     PG_URL,
     Launch,
-    Server,
-    ServerExited,
-    _spawn,
-    free_port,
+    launcher,
     pg_database_url,
-    stop,
-    wait_ready,
 )
 from tests.faults.harness import fault_env
 
@@ -56,34 +51,9 @@ def hard_deadline(request: pytest.FixtureRequest) -> Iterator[None]:
 
 @pytest.fixture
 def launch(tmp_path: Path) -> Iterator[Launch]:
-    """The e2e ``launch`` (start servers at once, each on a free port, wait until each answers;
-    stop them all at teardown) with a longer start-up allowance."""
-    started: list[Server] = []
-
-    def _launch(*envs: Mapping[str, str], extra: tuple[str, ...] = ()) -> list[Server]:
-        def spawn(env: Mapping[str, str]) -> Server:
-            server = _spawn(env, tmp_path / f"serve-{len(started)}.log", free_port(), extra)
-            started.append(server)
-            return server
-
-        ready: list[Server] = []
-        for server in [spawn(env) for env in envs]:
-            for _ in range(3):
-                try:
-                    wait_ready(server, STARTUP_TIMEOUT)
-                    break
-                except ServerExited as exc:
-                    if "address already in use" not in server.log_text().lower():
-                        pytest.fail(f"{exc}:\n{server.log_text()}")
-                    server = spawn(server.env)  # lost the race for the free port
-            else:
-                pytest.fail("centrali serve found no free port in 3 attempts")
-            ready.append(server)
-        return ready
-
-    yield _launch
-    for server in reversed(started):
-        stop(server)
+    """The e2e ``launch`` with a longer start-up allowance (two-worker servers under load)."""
+    with launcher(tmp_path, STARTUP_TIMEOUT) as start:
+        yield start
 
 
 BACKENDS = [

@@ -37,9 +37,9 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import jwt
 
-from centrali.oauth.keys import SUPPORTED_ALGS, KeySet, alg_for_key
+from centrali.oauth.keys import KeySet
 from centrali.oauth.pkce import S256, is_valid_challenge
-from centrali.oauth.tokens import InvalidTokenError, TokenExpiredError, UnknownKeyError
+from centrali.oauth.tokens import InvalidTokenError, TokenExpiredError, verification_key
 from centrali.oauth.user_ports import PublicClientStore
 
 CODE_TTL = 60  # seconds an authorization code lives (RFC 6749 §4.1.2: short, single use)
@@ -370,21 +370,7 @@ def read_login_ticket(
 ) -> AuthorizationRequest:
     """The request of a ticket we signed, for this browser's CSRF token, not yet expired;
     raises InvalidTokenError (TokenExpiredError when only too old)."""
-    if not ticket.isascii():  # a compact JWS is base64url and dots only (RFC 7515 §7.1)
-        raise InvalidTokenError("malformed token")
-    try:
-        header = jwt.get_unverified_header(ticket)
-    except jwt.PyJWTError as exc:
-        raise InvalidTokenError("malformed ticket") from exc
-    if header.get("alg") not in SUPPORTED_ALGS or header.get("typ") != LOGIN_TICKET_TYP:
-        raise InvalidTokenError("not a login ticket")
-    kid = header.get("kid")
-    key = public_keys.get(kid) if isinstance(kid, str) else None
-    if key is None:
-        raise UnknownKeyError("unknown kid")
-    alg = alg_for_key(key)
-    if header["alg"] != alg:
-        raise InvalidTokenError("algorithm does not match the key")
+    key, alg = verification_key(ticket, public_keys, typs=frozenset({LOGIN_TICKET_TYP}))
     try:
         claims: dict[str, Any] = jwt.decode(
             ticket,

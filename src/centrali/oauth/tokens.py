@@ -117,6 +117,32 @@ def verify_access_token(
     )
 
 
+def verification_key(
+    token: str, public_keys: Mapping[str, Any], *, typs: frozenset[str]
+) -> tuple[Any, str]:
+    """The key (and its one algorithm) that must have signed ``token``, from its header: an
+    algorithm of ours (never ``none`` or HMAC), a ``typ`` in ``typs``, a ``kid`` we publish,
+    and the header's ``alg`` equal to that key's. Every JWS we read goes through here."""
+    if not token.isascii():  # a compact JWS is base64url and dots only (RFC 7515 §7.1)
+        raise InvalidTokenError("malformed token")
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError as exc:
+        raise InvalidTokenError("malformed token") from exc
+    if header.get("alg") not in ALLOWED_ALGS:
+        raise InvalidTokenError(f"algorithm not accepted: {header.get('alg')!r}")
+    if header.get("typ") not in typs:
+        raise InvalidTokenError(f"unexpected typ: {header.get('typ')!r}")
+    kid = header.get("kid")
+    key = public_keys.get(kid) if isinstance(kid, str) else None
+    if key is None:
+        raise UnknownKeyError("unknown kid")
+    alg = alg_for_key(key)
+    if header["alg"] != alg:
+        raise InvalidTokenError(f"algorithm {header['alg']!r} does not match the key ({alg})")
+    return key, alg
+
+
 def verify_with_public_keys(
     token: str,
     public_keys: Mapping[str, Any],
@@ -127,23 +153,7 @@ def verify_with_public_keys(
     leeway: int = 0,
 ) -> VerifiedToken:
     """As verify_access_token, with the issuer's public keys by ``kid`` (e.g. from a JWKS)."""
-    if not token.isascii():  # a compact JWS is base64url and dots only (RFC 7515 §7.1)
-        raise InvalidTokenError("malformed token")
-    try:
-        header = jwt.get_unverified_header(token)
-    except jwt.PyJWTError as exc:
-        raise InvalidTokenError("malformed token") from exc
-    if header.get("alg") not in ALLOWED_ALGS:
-        raise InvalidTokenError(f"algorithm not accepted: {header.get('alg')!r}")
-    if header.get("typ") not in _ACCEPTED_TYPS:
-        raise InvalidTokenError("not an access token (typ)")
-    kid = header.get("kid")
-    key = public_keys.get(kid) if isinstance(kid, str) else None
-    if key is None:
-        raise UnknownKeyError("unknown kid")
-    alg = alg_for_key(key)
-    if header["alg"] != alg:
-        raise InvalidTokenError(f"algorithm {header['alg']!r} does not match the key ({alg})")
+    key, alg = verification_key(token, public_keys, typs=_ACCEPTED_TYPS)
     try:
         claims: dict[str, Any] = jwt.decode(
             token,

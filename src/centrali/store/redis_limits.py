@@ -110,32 +110,26 @@ class RedisBucketStore:
         self._warned_at = 0.0
 
     async def take(self, buckets: Sequence[Bucket], now: float) -> float:
-        try:
-            millis = await self._take(keys=_keys(buckets), args=_args(buckets, now))
-        except (RedisError, OSError) as exc:
-            self._warn(exc)
-            return 0.0
-        return int(millis) / 1000.0
+        return await self._seconds(self._take, buckets, now)
 
     async def give_back(self, buckets: Sequence[Bucket], now: float) -> None:
-        try:
-            await self._give_back(keys=_keys(buckets), args=_args(buckets, now))
-        except (RedisError, OSError) as exc:
-            self._warn(exc)
+        await self._seconds(self._give_back, buckets, now)
 
     async def wait_time(self, buckets: Sequence[Bucket], now: float) -> float:
+        return await self._seconds(self._wait, buckets, now)
+
+    async def charge(self, buckets: Sequence[Bucket], now: float) -> None:
+        await self._seconds(self._charge, buckets, now)
+
+    async def _seconds(self, script: Any, buckets: Sequence[Bucket], now: float) -> float:
+        """Run one script over ``buckets``: the wait it answers in seconds (0 when Redis
+        does not answer: fail open, with a warning)."""
         try:
-            millis = await self._wait(keys=_keys(buckets), args=_args(buckets, now))
+            millis = await script(keys=_keys(buckets), args=_args(buckets, now))
         except (RedisError, OSError) as exc:
             self._warn(exc)
             return 0.0
         return int(millis) / 1000.0
-
-    async def charge(self, buckets: Sequence[Bucket], now: float) -> None:
-        try:
-            await self._charge(keys=_keys(buckets), args=_args(buckets, now))
-        except (RedisError, OSError) as exc:
-            self._warn(exc)
 
     async def close(self) -> None:
         await self._redis.aclose()
