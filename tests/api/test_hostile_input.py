@@ -115,10 +115,10 @@ def test_token_endpoint_store_down_is_503(
     factory.workspace()
     account = factory.service_account(factory.admin())
 
-    def down(self: SqlClientStore, client_id: str) -> None:
+    def down(self: SqlClientStore, client_ids: object) -> None:
         raise StoreUnavailableError("OperationalError")
 
-    monkeypatch.setattr(SqlClientStore, "find_client", down)
+    monkeypatch.setattr(SqlClientStore, "find_clients", down)
     r = factory.token_response(account["clientId"], account["clientSecret"])
     assert r.status_code == 503
     assert r.headers["retry-after"] == "1"

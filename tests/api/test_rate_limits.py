@@ -12,7 +12,7 @@ import logging
 import random
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from typing import Any
 
@@ -125,18 +125,18 @@ class SecretSpy:
         self.verified = 0
         self.lookups = 0
         verify = credentials.verify_secret  # what client_auth calls
-        find = runtime.clients.find_client
+        find = runtime.clients.find_clients
 
         def counting_verify(*args: Any, **kwargs: Any) -> bool:
             self.verified += 1
             return verify(*args, **kwargs)
 
-        def counting_find(*args: Any, **kwargs: Any) -> Any:
-            self.lookups += 1
-            return find(*args, **kwargs)
+        def counting_find(client_ids: Sequence[str]) -> Any:
+            self.lookups += len(client_ids)
+            return find(client_ids)
 
         monkeypatch.setattr("centrali.oauth.client_auth.verify_secret", counting_verify)
-        monkeypatch.setattr(runtime.clients, "find_client", counting_find)
+        monkeypatch.setattr(runtime.clients, "find_clients", counting_find)
 
 
 def assert_slow_down(response: httpx.Response, *, max_retry_after: int = 60) -> int:
@@ -427,8 +427,11 @@ def test_redis_unreachable_lets_requests_through(
 # --- concurrency: the check and the charge must not be split by a burst ----------------------
 
 
-def burst(server: Server, ip: str, client_id: str, attempts: int) -> list[int]:
-    """``attempts`` wrong-secret requests sent at once, on the app's own event loop."""
+def burst(
+    server: Server, ip: str, client_id: str, attempts: int, secret: str | None = None
+) -> list[int]:
+    """``attempts`` requests sent at once, on the app's own event loop: with ``secret``, or
+    else each with a different wrong secret."""
 
     async def send_all() -> list[int]:
         transport = httpx.ASGITransport(app=server.app, client=(ip, 40000))
@@ -436,7 +439,9 @@ def burst(server: Server, ip: str, client_id: str, attempts: int) -> list[int]:
             form = {"grant_type": "client_credentials", "client_id": client_id}
             answers = await asyncio.gather(
                 *(
-                    http.post("/oidc/token", data={**form, "client_secret": f"sk_guess{i}"})
+                    http.post(
+                        "/oidc/token", data={**form, "client_secret": secret or f"sk_guess{i}"}
+                    )
                     for i in range(attempts)
                 )
             )
@@ -451,6 +456,17 @@ def test_a_burst_of_wrong_secrets_gets_no_more_tries_than_the_limit(
 ) -> None:
     server = make_server(token_failures_per_client_ip=3, token_failures_per_ip=0)
     assert burst(server, unique_ip(), account["clientId"], 20) == [401] * 3 + [429] * 17
+
+
+def test_a_burst_of_good_requests_is_not_held_back_by_the_failure_budget(
+    make_server: MakeServer, account: dict[str, Any]
+) -> None:
+    # Many more concurrent requests than the failure budget, all with the right secret:
+    # none may be refused because the others were in flight (their lookups are gathered
+    # into one statement while they wait).
+    server = make_server(token_failures_per_client_ip=3, token_failures_per_ip=3)
+    codes = burst(server, unique_ip(), account["clientId"], 40, account["clientSecret"])
+    assert codes == [200] * 40
 
 
 def test_a_burst_of_wrong_secrets_gets_no_more_tries_than_the_limit_with_redis(

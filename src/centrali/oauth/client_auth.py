@@ -30,6 +30,12 @@ _MAX_CREDENTIAL_LEN = 512
 _LOOKUP_ID = re.compile(rf"[\x21-\x7e]{{1,{_MAX_CREDENTIAL_LEN}}}")
 
 
+def is_lookup_id(client_id: str) -> bool:
+    """Whether ``client_id`` may be looked up at all: printable ASCII, not too long (a NUL or
+    a control character never reaches SQL)."""
+    return _LOOKUP_ID.fullmatch(client_id) is not None
+
+
 @dataclass(frozen=True, slots=True)
 class ClientCredentials:
     client_id: str
@@ -82,7 +88,7 @@ def authenticate_client(creds: ClientCredentials, store: ClientStore) -> ClientR
     """The authenticated client, or InvalidClientError after the same work in every case."""
     basic = creds.method == BASIC
     record = None
-    if _LOOKUP_ID.fullmatch(creds.client_id):  # a NUL or a control character never reaches SQL
+    if is_lookup_id(creds.client_id):
         record = store.find_client(creds.client_id)
     secret = creds.client_secret[:_MAX_CREDENTIAL_LEN]
     secret_ok = verify_secret(secret, record.secret_hash if record is not None else None)
@@ -99,7 +105,7 @@ def authenticate_public_client(creds: ClientCredentials, store: PublicClientStor
     """The registered public client named by ``client_id`` (method ``none``), or
     InvalidClientError. No secret to compare: a public client id is not a secret."""
     record = None
-    if creds.method == NONE and _LOOKUP_ID.fullmatch(creds.client_id):
+    if creds.method == NONE and is_lookup_id(creds.client_id):
         record = store.find_public_client(creds.client_id)
     if record is None:
         raise InvalidClientError(detail="unknown client")

@@ -109,12 +109,13 @@ class BucketStore(Protocol):
         """Return one token to every bucket (never above capacity)."""
         ...
 
-    # Inspection and unconditional charging: for tools and tests; the endpoints use
-    # take/give_back, which cannot be raced past.
     async def wait_time(self, buckets: Sequence[Bucket], now: float) -> float:
-        """Seconds until every bucket holds a token (0: go ahead); takes nothing."""
+        """Seconds until every bucket holds a token (0: go ahead); takes nothing. A look
+        ahead (TokenLimiter.check); only ``take`` decides."""
         ...
 
+    # Unconditional charging: for tools and tests; the endpoints use take/give_back, which
+    # cannot be raced past.
     async def charge(self, buckets: Sequence[Bucket], now: float) -> None:
         """Take one token from every bucket, never below empty."""
         ...
@@ -210,16 +211,34 @@ class TokenLimiter:
         self.settings = settings
         self.store = store
 
-    async def admit(
-        self, ip: str, client_id: str | None, now: float, *, public: bool = False
-    ) -> Admission:
-        """Take this request's tokens, or raise SlowDownError while a budget is spent.
-        A public client (no secret) has no issuance budget: every user of it would share
-        one, and any of them could spend it for all."""
+    def _buckets(
+        self, ip: str, client_id: str | None, public: bool
+    ) -> tuple[tuple[Bucket, ...], tuple[Bucket, ...]]:
+        """A request's failure and issuance buckets. A public client (no secret) has no
+        issuance budget: every user of it would share one, and any of them could spend it
+        for all."""
         failure = tuple(failure_buckets(ip, client_id, self.settings))
         issuance = (
             tuple(issuance_buckets(client_id, self.settings)) if client_id and not public else ()
         )
+        return failure, issuance
+
+    async def check(
+        self, ip: str, client_id: str | None, now: float, *, public: bool = False
+    ) -> None:
+        """Raise SlowDownError when a budget of this request is spent, taking nothing: the
+        endpoint refuses such a request before it costs a client lookup."""
+        failure, issuance = self._buckets(ip, client_id, public)
+        if failure or issuance:
+            wait = await self.store.wait_time((*failure, *issuance), now)
+            if wait > 0:
+                raise SlowDownError(wait)
+
+    async def admit(
+        self, ip: str, client_id: str | None, now: float, *, public: bool = False
+    ) -> Admission:
+        """Take this request's tokens, or raise SlowDownError while a budget is spent."""
+        failure, issuance = self._buckets(ip, client_id, public)
         if not failure and not issuance:
             return NOTHING_TAKEN
         wait = await self.store.take((*failure, *issuance), now)

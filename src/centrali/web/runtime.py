@@ -22,6 +22,7 @@ from centrali.services.token_failures import TokenFailureCounter
 from centrali.store import audit_queries
 from centrali.store.client_store import SqlClientStore
 from centrali.store.db import Database
+from centrali.web.client_lookups import ClientLookups
 
 log = logging.getLogger("centrali.web")
 
@@ -43,6 +44,7 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self.clients = SqlClientStore(self.db.autocommit_engine)
+        self.client_lookups = ClientLookups(self.clients)
         self.limiter = build_limiter(self.settings)
         self.token_failures = TokenFailureCounter()
         self.set_keys(self.keys)

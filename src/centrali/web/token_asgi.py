@@ -17,10 +17,11 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from centrali.oauth.client_auth import NONE
+from centrali.oauth.client_auth import NONE, is_lookup_id
 from centrali.oauth.errors import InvalidClientError, OAuthError, TemporarilyUnavailableError
 from centrali.oauth.grants import TokenResponse
 from centrali.oauth.limits import NOTHING_TAKEN, SlowDownError
+from centrali.oauth.ports import ClientRecord, ClientStore
 from centrali.oauth.token_endpoint import (
     PreparedTokenRequest,
     TokenRequest,
@@ -90,9 +91,39 @@ def refusal_reason(exc: OAuthError) -> str:
     return exc.error
 
 
-async def issue_token(runtime: Runtime, prepared: PreparedTokenRequest) -> TokenResponse:
-    """The token endpoint's work, on the event loop: one indexed lookup (a short blocking
-    call), one hash, one signature. A thread hop would cost more than the lookup.
+class _Fetched:
+    """A ClientStore that answers with the record already looked up for this request."""
+
+    def __init__(self, client_id: str, record: ClientRecord | None, store: ClientStore) -> None:
+        self._client_id = client_id
+        self._record = record
+        self._store = store
+
+    def find_client(self, client_id: str) -> ClientRecord | None:
+        if client_id == self._client_id:
+            return self._record
+        return self._store.find_client(client_id)
+
+
+async def look_up_client(runtime: Runtime, prepared: PreparedTokenRequest) -> ClientRecord | None:
+    """The record of a confidential client's id, gathered with the other lookups of this loop
+    turn into one statement (web.client_lookups); None when there is nothing to look up (a
+    public client's user grant, or an id that may not reach SQL)."""
+    if prepared.needs_user_store or not is_lookup_id(prepared.client_id):
+        return None
+    try:
+        return await runtime.client_lookups.find(prepared.client_id)
+    except StoreUnavailableError as exc:
+        metrics.STORE_ERRORS.labels("token").inc()
+        raise TemporarilyUnavailableError(detail=f"store: {exc}") from exc
+
+
+async def issue_token(
+    runtime: Runtime, prepared: PreparedTokenRequest, record: ClientRecord | None
+) -> TokenResponse:
+    """The token endpoint's work, on the event loop, once the client is looked up
+    (``record``, from look_up_client): one hash, one signature, no await in between. A
+    thread hop would cost more than the work.
 
     A public client's authorization_code or refresh_token request is the exception: it
     writes to the store (consumes the code, rotates the refresh token) in a transaction that
@@ -114,12 +145,16 @@ async def issue_token(runtime: Runtime, prepared: PreparedTokenRequest) -> Token
     for _ in range(4):
         try:
             return complete_token_request(
-                prepared, clients=runtime.clients, config=runtime.issuer_config, clock=_LOOP_CLOCK
+                prepared,
+                clients=_Fetched(prepared.client_id, record, runtime.clients),
+                config=runtime.issuer_config,
+                clock=_LOOP_CLOCK,
             )
         except _WaitFirst as wait:
             # The loop's timer runs on the monotonic clock and may wake a hair before the
             # wall-clock second the grant waits for: a few milliseconds more make sure.
             await asyncio.sleep(min(wait.seconds, 1.0) + 0.005)
+            record = await look_up_client(runtime, prepared)
         except StoreUnavailableError as exc:
             metrics.STORE_ERRORS.labels("token").inc()
             raise TemporarilyUnavailableError(detail=f"store: {exc}") from exc
@@ -189,14 +224,21 @@ class TokenDispatcher:
                 if limiter is not None:
                     await limiter.admit(ip, None, now)
                 raise
+            public = prepared.credentials.method == NONE
+            # A request the limits already refuse costs no lookup (check takes nothing). The
+            # lookup (which may wait for the end of this loop turn) holds no limit tokens:
+            # with the in-memory buckets, admit, the secret check and settle run in one
+            # step of this task, so concurrent good requests never hold back one another's
+            # failure budget, and a burst of guesses still gets no more checks than the limit.
+            if limiter is not None:
+                await limiter.check(ip, prepared.client_id, now, public=public)
+            record = await look_up_client(runtime, prepared)
             admission = NOTHING_TAKEN
             if limiter is not None:
-                admission = await limiter.admit(
-                    ip, prepared.client_id, now, public=prepared.credentials.method == NONE
-                )
+                admission = await limiter.admit(ip, prepared.client_id, now, public=public)
             outcome = "other"
             try:
-                response = await issue_token(runtime, prepared)
+                response = await issue_token(runtime, prepared, record)
                 outcome = "issued"
             except InvalidClientError:
                 outcome = "auth_failed"

@@ -29,6 +29,36 @@ def test_lookup_reads_the_account(db: Database) -> None:
     store.close()
 
 
+def test_many_ids_in_one_statement_answer_in_order(db: Database) -> None:
+    create_workspace(db, slug="acme-corp")
+    create_workspace(db, slug="globex")
+    actor = Actor("u")
+    a = accounts.create(db, workspace_slug="acme-corp", actor=actor, name="a")
+    b = accounts.create(db, workspace_slug="globex", actor=actor, name="b", groups=["developers"])
+    accounts.revoke(db, workspace_slug="globex", account_id=b.id, actor=actor)
+    store = SqlClientStore(db.autocommit_engine)
+    odd = "ci_'; DROP TABLE service_accounts; --"
+    asked = [b.client_id, "ci_unknown", a.client_id, odd, b.client_id]
+    answers = store.find_clients(asked)
+    assert [r.client_id if r else None for r in answers] == [
+        b.client_id,
+        None,
+        a.client_id,
+        None,
+        b.client_id,
+    ]
+    first_b, _, first_a, _, again_b = answers
+    assert first_a is not None and (first_a.workspace, first_a.active) == ("acme-corp", True)
+    assert first_b is not None and (first_b.workspace, first_b.groups) == (
+        "globex",
+        ("developers",),
+    )
+    assert not first_b.active and first_b == again_b
+    assert store.find_clients([]) == []
+    assert store.find_client(a.client_id) == first_a
+    store.close()
+
+
 def test_a_killed_connection_is_replaced(db: Database) -> None:
     if db.engine.dialect.name != "postgresql":
         pytest.skip("needs PostgreSQL (a server-side disconnect)")
