@@ -1,11 +1,13 @@
-"""Concurrent token requests of many clients: their lookups share one statement per event-loop
-turn (web.client_lookups), and each answer is still its own client's."""
+"""Concurrent requests of many clients: the token endpoint's client lookups and the workspace
+API's service-account checks share one statement per event-loop turn (web.batching), and
+each answer is still its own client's."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx2 as httpx
 import jwt
@@ -77,3 +79,88 @@ def test_concurrent_requests_of_many_clients_each_get_their_own_answer(
             assert claims["sub"] == cid
     assert sum(statements) == len(asks)
     assert len(statements) < len(asks)  # gathered: fewer statements than requests
+
+
+STRUCTURES = "/workspace/acme-corp/api/v1/structures"
+ACCOUNTS = "/workspace/acme-corp/api/v1/service-accounts"
+
+
+def test_concurrent_api_calls_of_many_accounts_each_get_their_own_answer(
+    factory: Factory, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    factory.workspace()
+    factory.workspace("globex")
+    admin = factory.admin()
+    good = [factory.service_account(admin, name=f"Reader {i}") for i in range(3)]
+    no_groups = factory.service_account(admin, name="No groups", groups=[])
+    revoked = factory.service_account(admin, name="Revoked later")
+    elsewhere = factory.service_account(factory.admin("globex"), "globex", name="Other ws")
+
+    tokens = {a["clientId"]: factory.sa_token(a) for a in [*good, no_groups, revoked, elsewhere]}
+    auth = {"Authorization": f"Bearer {admin}"}
+    r = client.post(
+        f"/workspace/acme-corp/api/v1/service-accounts/{revoked['id']}/revoke", headers=auth
+    )
+    assert r.status_code == 200, r.text
+    # One of good[0]'s tokens is revoked by itself (RFC 7009); its other token still works.
+    dropped = factory.sa_token(good[0])
+    body = urlencode(
+        {
+            "client_id": good[0]["clientId"],
+            "client_secret": good[0]["clientSecret"],
+            "token": dropped,
+        }
+    )
+    r = client.post(
+        "/oidc/revoke",
+        content=body.encode(),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert r.status_code == 200, r.text
+
+    runtime: Runtime = client.app.app.state.runtime  # type: ignore[attr-defined]
+    statements: list[int] = []
+    bulk = runtime._service_accounts_grants
+
+    def counting(pairs: Sequence[tuple[str, str]]) -> Any:
+        statements.append(len(pairs))
+        return bulk(pairs)
+
+    monkeypatch.setattr(runtime, "_service_accounts_grants", counting)
+
+    asks: list[tuple[str, int]] = []
+    for _ in range(3):
+        asks += [(tokens[a["clientId"]], 200) for a in good]
+        asks += [
+            (tokens[no_groups["clientId"]], 403),  # no group, no structures:read
+            (tokens[revoked["clientId"]], 401),  # revoked after the token was issued
+            (dropped, 401),  # this token revoked
+            (tokens[elsewhere["clientId"]], 403),  # another workspace's token
+            (admin, 200),  # a user: the unbatched path
+        ]
+
+    async def send_all() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=client.app)
+        async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as http:
+            return await asyncio.gather(
+                *(http.get(STRUCTURES, headers={"Authorization": f"Bearer {t}"}) for t, _ in asks)
+            )
+
+    assert client.portal is not None
+    answers = client.portal.call(send_all)
+    for (token, status), answer in zip(asks, answers, strict=True):
+        assert answer.status_code == status, (claims_of(token)["sub"], answer.text)
+        if status == 401:
+            assert answer.json()["error"] == "token_revoked"
+    batched = sum(
+        1
+        for t, _ in asks
+        if claims_of(t)["isServiceAccount"] == "true" and claims_of(t)["workspace"] == "acme-corp"
+    )
+    assert sum(statements) == batched
+    assert len(statements) < batched  # gathered: fewer statements than checks
+
+
+def claims_of(token: str) -> dict[str, Any]:
+    claims: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
+    return claims

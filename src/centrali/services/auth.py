@@ -63,37 +63,70 @@ def verify(token: str, policy: TokenPolicy, now: float) -> VerifiedToken:
         raise UnauthorizedError() from exc
 
 
-def authenticate(
-    db: Database, *, authorization: str | None, workspace_slug: str, policy: TokenPolicy, now: float
-) -> Principal:
-    """The principal behind a bearer token, for a request to ``workspace_slug``."""
+def check_token(
+    *, authorization: str | None, workspace_slug: str, policy: TokenPolicy, now: float
+) -> VerifiedToken:
+    """Steps 1 and 2: the token itself, and its workspace against the path's (no store)."""
     token = verify(bearer_token(authorization), policy, now)
     if token.workspace != workspace_slug:
         raise ForbiddenError("Forbidden: token belongs to another workspace")
+    return token
+
+
+def service_account_key(token: VerifiedToken) -> tuple[str, str]:
+    """What repositories.service_accounts_grants reads for this token: (client_id, jti)."""
+    return token.subject, token.jti or ""
+
+
+def service_account_principal(
+    token: VerifiedToken, workspace_slug: str, found: repo.AccountGrants | None
+) -> Principal:
+    """Steps 3 to 5 for a service account's token, from its account row(s) in the store."""
+    if found is None:
+        raise TokenRevokedError()
+    account, grants = found
+    if (
+        account.status != "active"
+        or account.workspace != workspace_slug
+        or token.issued_at < account.tokens_valid_after
+        or account.token_revoked
+    ):
+        raise TokenRevokedError()
+    return _principal(token, workspace_slug, grants)
+
+
+def user_principal(db: Database, token: VerifiedToken, workspace_slug: str) -> Principal:
+    """Steps 3 to 5 for a user's token."""
     # Single-statement reads on the autocommit pool: no BEGIN/ROLLBACK, no ORM entities.
     with db.autocommit_engine.connect() as conn:
-        if token.is_service_account:
-            found = repo.service_account_grants(conn, client_id=token.subject, jti=token.jti)
-            if found is None:
-                raise TokenRevokedError()
-            account, grants = found
-            if (
-                account.status != "active"
-                or account.workspace != workspace_slug
-                or token.issued_at < account.tokens_valid_after
-                or account.token_revoked
-            ):
-                raise TokenRevokedError()
-        else:
-            if not repo.workspace_exists(conn, slug=workspace_slug):
-                raise NotFoundError("Workspace not found")
-            member, grants, token_revoked = repo.user_grants(
-                conn, subject=token.subject, workspace_slug=workspace_slug, jti=token.jti
-            )
-            if not member:
-                raise ForbiddenError("Forbidden: not a member of this workspace")
-            if token_revoked:
-                raise TokenRevokedError()
+        if not repo.workspace_exists(conn, slug=workspace_slug):
+            raise NotFoundError("Workspace not found")
+        member, grants, token_revoked = repo.user_grants(
+            conn, subject=token.subject, workspace_slug=workspace_slug, jti=token.jti
+        )
+    if not member:
+        raise ForbiddenError("Forbidden: not a member of this workspace")
+    if token_revoked:
+        raise TokenRevokedError()
+    return _principal(token, workspace_slug, grants)
+
+
+def authenticate(
+    db: Database, *, authorization: str | None, workspace_slug: str, policy: TokenPolicy, now: float
+) -> Principal:
+    """The principal behind a bearer token, for a request to ``workspace_slug``, one lookup
+    at a time (the web layer gathers service-account lookups: web.deps)."""
+    token = check_token(
+        authorization=authorization, workspace_slug=workspace_slug, policy=policy, now=now
+    )
+    if not token.is_service_account:
+        return user_principal(db, token, workspace_slug)
+    with db.autocommit_engine.connect() as conn:
+        (found,) = repo.service_accounts_grants(conn, [service_account_key(token)])
+    return service_account_principal(token, workspace_slug, found)
+
+
+def _principal(token: VerifiedToken, workspace_slug: str, grants: dict[str, set[str]]) -> Principal:
     # A group removed since the token was issued no longer counts; one added needs a new token.
     groups = tuple(g for g in token.groups if g in grants)
     permissions = frozenset(p for g in groups for p in grants[g])

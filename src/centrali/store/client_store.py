@@ -108,7 +108,7 @@ class SqlClientStore:
     def find_clients(self, client_ids: Sequence[str]) -> list[ClientRecord | None]:
         """The client of each id (None where there is none), in order: one statement,
         however many ids. The token endpoint gathers the lookups of one event-loop turn
-        into one call (web.client_lookups), so a busy worker makes one round trip to the
+        into one call (web.batching), so a busy worker makes one round trip to the
         store per turn instead of one per request."""
         rows: list[Any] = []
         for attempt in (1, 2):  # a connection the server closed is replaced once

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -9,6 +10,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import (
     ColumnElement,
     Select,
+    String,
     bindparam,
     delete,
     exists,
@@ -18,6 +20,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -225,42 +228,92 @@ class AccountState(NamedTuple):
     token_revoked: bool = False
 
 
-# Built once: this statement runs on every API request of a service account. An absent jti
-# is bound as "" (never a jti), so one statement serves both cases.
-_SA_GRANTS = (
-    select(
-        ServiceAccount.status,
-        ServiceAccount.tokens_valid_after,
-        Workspace.slug,
-        Group.name,
-        GroupPermission.permission,
-        exists().where(RevokedToken.jti == bindparam("jti")).label("jti_revoked"),
-    )
-    .join(Workspace, Workspace.id == ServiceAccount.workspace_id)
-    .outerjoin(ServiceAccountGroup, ServiceAccountGroup.service_account_id == ServiceAccount.id)
-    .outerjoin(Group, Group.id == ServiceAccountGroup.group_id)
-    .outerjoin(GroupPermission, GroupPermission.group_id == Group.id)
-    .where(ServiceAccount.client_id == bindparam("client_id"))
-)
-
-
 def service_account_grants(
-    conn: Connection | Session, *, client_id: str, jti: str | None = None
+    conn: Connection, *, client_id: str, jti: str | None = None
 ) -> tuple[AccountState, dict[str, set[str]]] | None:
     """The account's state by client id, its groups with their permissions, and whether the
     token ``jti`` was revoked; one query, plain rows (no ORM entity), so it serves every API
     request cheaply."""
-    stmt = _SA_GRANTS
-    params = {"client_id": client_id, "jti": jti or ""}
-    state: AccountState | None = None
-    grants: dict[str, set[str]] = {}
-    for status, valid_after, slug, group, permission, jti_revoked in conn.execute(stmt, params):
+    return service_accounts_grants(conn, [(client_id, jti or "")])[0]
+
+
+def _sa_grants_many(dialect_name: str) -> Select[Any]:
+    """``_SA_GRANTS`` for many (client_id, jti) pairs in one statement: the pairs are a table
+    (``unnest`` of two arrays on PostgreSQL, ``json_each`` of a JSON array of pairs on
+    SQLite) joined to the accounts, each row tagged with its pair."""
+    cid: ColumnElement[Any]
+    jti: ColumnElement[Any]
+    if dialect_name == "postgresql":
+        pairs = (
+            func.unnest(
+                bindparam("cids", type_=ARRAY(String)), bindparam("jtis", type_=ARRAY(String))
+            )
+            .table_valued("cid", "jti")
+            .render_derived(name="q")
+        )
+        cid, jti = pairs.c.cid, pairs.c.jti
+    else:
+        pairs = func.json_each(bindparam("pairs", type_=String)).table_valued("value").alias("q")
+        cid = func.json_extract(pairs.c.value, "$[0]")
+        jti = func.json_extract(pairs.c.value, "$[1]")
+    return (
+        select(
+            cid.label("cid"),
+            jti.label("jti"),
+            ServiceAccount.status,
+            ServiceAccount.tokens_valid_after,
+            Workspace.slug,
+            Group.name,
+            GroupPermission.permission,
+            exists().where(RevokedToken.jti == jti).label("jti_revoked"),
+        )
+        .select_from(pairs)
+        .join(ServiceAccount, ServiceAccount.client_id == cid)
+        .join(Workspace, Workspace.id == ServiceAccount.workspace_id)
+        .outerjoin(ServiceAccountGroup, ServiceAccountGroup.service_account_id == ServiceAccount.id)
+        .outerjoin(Group, Group.id == ServiceAccountGroup.group_id)
+        .outerjoin(GroupPermission, GroupPermission.group_id == Group.id)
+    )
+
+
+# Built once per dialect: this statement runs on every API request of a service account.
+_SA_GRANTS_MANY: dict[str, Select[Any]] = {}
+
+AccountGrants = tuple[AccountState, dict[str, set[str]]]
+
+
+def service_accounts_grants(
+    conn: Connection, pairs: Sequence[tuple[str, str]]
+) -> list[AccountGrants | None]:
+    """``service_account_grants`` for each (client_id, jti) pair, in order, in one statement
+    (the workspace API gathers the checks of one event-loop turn: web.batching). A jti of ""
+    is never revoked."""
+    if not pairs:
+        return []
+    dialect = conn.dialect.name
+    stmt = _SA_GRANTS_MANY.get(dialect)
+    if stmt is None:
+        stmt = _SA_GRANTS_MANY[dialect] = _sa_grants_many(dialect)
+    if dialect == "postgresql":
+        params: dict[str, Any] = {
+            "cids": [cid for cid, _ in pairs],
+            "jtis": [jti for _, jti in pairs],
+        }
+    else:
+        params = {"pairs": json.dumps([list(pair) for pair in pairs])}
+    found: dict[tuple[str, str], AccountGrants] = {}
+    for cid, jti, status, valid_after, slug, group, permission, jti_revoked in conn.execute(
+        stmt, params
+    ):
+        key = (cid, jti)
         state = AccountState(status, int(valid_after or 0), slug, bool(jti_revoked))
+        grants = found[key][1] if key in found else {}
+        found[key] = (state, grants)
         if group is not None:
             perms = grants.setdefault(group, set())
             if permission is not None:
                 perms.add(permission)
-    return None if state is None else (state, grants)
+    return [found.get((cid, jti)) for cid, jti in pairs]
 
 
 # --- audit -----------------------------------------------------------------------------------

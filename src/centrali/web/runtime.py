@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,7 @@ from centrali.config import Settings
 from centrali.oauth.grants import IssuerConfig
 from centrali.oauth.keys import KeySet
 from centrali.oauth.limits import BucketStore, LimitSettings, MemoryBucketStore, TokenLimiter
+from centrali.oauth.ports import ClientRecord
 from centrali.oauth.reuse import TokenReuseCache
 from centrali.services.auth import TokenPolicy
 from centrali.services.keys import KeyWatcher
@@ -22,7 +24,8 @@ from centrali.services.token_failures import TokenFailureCounter
 from centrali.store import audit_queries
 from centrali.store.client_store import SqlClientStore
 from centrali.store.db import Database
-from centrali.web.client_lookups import ClientLookups
+from centrali.store.repositories import AccountGrants, service_accounts_grants
+from centrali.web.batching import TurnBatch
 
 log = logging.getLogger("centrali.web")
 
@@ -44,10 +47,23 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self.clients = SqlClientStore(self.db.autocommit_engine)
-        self.client_lookups = ClientLookups(self.clients)
+        # The hot lookups, gathered per event-loop turn (looked up at call time: tests
+        # watch the store's methods).
+        self.client_lookups: TurnBatch[str, ClientRecord | None] = TurnBatch(
+            lambda client_ids: self.clients.find_clients(client_ids)
+        )
+        self.grant_lookups: TurnBatch[tuple[str, str], AccountGrants | None] = TurnBatch(
+            lambda pairs: self._service_accounts_grants(pairs)
+        )
         self.limiter = build_limiter(self.settings)
         self.token_failures = TokenFailureCounter()
         self.set_keys(self.keys)
+
+    def _service_accounts_grants(
+        self, pairs: Sequence[tuple[str, str]]
+    ) -> list[AccountGrants | None]:
+        with self.db.autocommit_engine.connect() as conn:
+            return service_accounts_grants(conn, pairs)
 
     def set_keys(self, keys: KeySet) -> None:
         self.keys = keys

@@ -107,7 +107,7 @@ class _Fetched:
 
 async def look_up_client(runtime: Runtime, prepared: PreparedTokenRequest) -> ClientRecord | None:
     """The record of a confidential client's id, gathered with the other lookups of this loop
-    turn into one statement (web.client_lookups); None when there is nothing to look up (a
+    turn into one statement (web.batching); None when there is nothing to look up (a
     public client's user grant, or an id that may not reach SQL)."""
     if prepared.needs_user_store or not is_lookup_id(prepared.client_id):
         return None

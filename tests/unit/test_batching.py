@@ -1,4 +1,4 @@
-"""web.client_lookups: the lookups of one event-loop turn go to the store in one call."""
+"""web.batching: the lookups of one event-loop turn go to the store in one call."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 
 from centrali.oauth.ports import ClientRecord
 from centrali.store.client_store import StoreUnavailableError
-from centrali.web import client_lookups
-from centrali.web.client_lookups import ClientLookups
+from centrali.web import batching
+from centrali.web.batching import TurnBatch
 
 
 def record(client_id: str) -> ClientRecord:
@@ -40,8 +40,8 @@ class FakeStore:
         return [record(c) if c.startswith("ci_") else None for c in client_ids]
 
 
-def lookups(store: FakeStore) -> ClientLookups:
-    return ClientLookups(store)  # type: ignore[arg-type]  # the one method it calls
+def lookups(store: FakeStore) -> TurnBatch[str, ClientRecord | None]:
+    return TurnBatch(store.find_clients)
 
 
 def test_concurrent_lookups_make_one_call_and_each_gets_its_own_answer() -> None:
@@ -87,7 +87,7 @@ def test_a_store_error_reaches_every_waiter_and_the_next_turn_works() -> None:
 
 
 def test_big_turns_are_split_into_bounded_statements(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(client_lookups, "MAX_BATCH", 4)
+    monkeypatch.setattr(batching, "MAX_BATCH", 4)
     store = FakeStore()
     batcher = lookups(store)
     ids = [f"ci_{i}" for i in range(10)]

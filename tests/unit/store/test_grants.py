@@ -1,0 +1,58 @@
+"""repositories.service_accounts_grants: the workspace API's account check for many tokens
+in one statement, each answer its own."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from centrali.oauth.introspection import Revocation
+from centrali.services import service_accounts as accounts
+from centrali.services.context import Actor
+from centrali.services.workspaces import create_workspace
+from centrali.store import repositories as repo
+from centrali.store.db import Database
+from centrali.store.revocation import add_revoked_token
+
+
+def test_many_tokens_in_one_statement_answer_in_order(db: Database) -> None:
+    create_workspace(db, slug="acme-corp")
+    create_workspace(db, slug="globex")
+    actor = Actor("u")
+    reader = accounts.create(db, workspace_slug="acme-corp", actor=actor, name="r")
+    dev = accounts.create(
+        db, workspace_slug="globex", actor=actor, name="d", groups=["developers", "api-users"]
+    )
+    bare = accounts.create(db, workspace_slug="acme-corp", actor=actor, name="b", groups=[])
+    accounts.revoke(db, workspace_slug="globex", account_id=dev.id, actor=actor)
+    with db.write() as session:
+        revocation = Revocation("jti-dropped", reader.client_id, "acme-corp", int(time.time()) + 60)
+        add_revoked_token(session, revocation=revocation, now=datetime.now(UTC))
+
+    pairs = [
+        (dev.client_id, "jti-1"),
+        (reader.client_id, "jti-dropped"),
+        ("ci_unknown", "jti-2"),
+        (reader.client_id, ""),
+        (bare.client_id, "jti-3"),
+        (dev.client_id, "jti-1"),
+    ]
+    with db.autocommit_engine.connect() as conn:
+        answers = repo.service_accounts_grants(conn, pairs)
+        single = repo.service_account_grants(conn, client_id=reader.client_id, jti=None)
+        assert repo.service_accounts_grants(conn, []) == []
+    dev1, dropped, unknown, plain, bare_answer, dev_again = answers
+    assert unknown is None
+    assert dev1 is not None and dev1 == dev_again
+    assert (dev1[0].status, dev1[0].workspace, dev1[0].token_revoked) == (
+        "revoked",
+        "globex",
+        False,
+    )
+    assert dev1[0].tokens_valid_after > 0
+    assert set(dev1[1]) == {"developers", "api-users"}
+    assert dropped is not None and dropped[0].token_revoked
+    assert plain is not None and not plain[0].token_revoked and plain[0].workspace == "acme-corp"
+    assert plain[1] == dropped[1] and "records:read" in plain[1]["api-users"]
+    assert bare_answer is not None and bare_answer[1] == {}
+    assert single == plain
