@@ -5,7 +5,8 @@
 3. the account behind it: a service account neither revoked, deleted, nor revoked after
    this token was issued → else 401 ``token_revoked``; a user still a member → else 403
 4. the token's own ``jti`` not revoked (RFC 7009) → else 401 ``token_revoked``; read in the
-   same statement as step 3, so a request still costs one round trip
+   same statement as step 3, so a request still costs one round trip (for a service
+   account, one shared with the other requests of its event-loop turn: web.deps)
 5. permissions from the groups both named in the token and still held in the store
 """
 
@@ -109,21 +110,6 @@ def user_principal(db: Database, token: VerifiedToken, workspace_slug: str) -> P
     if token_revoked:
         raise TokenRevokedError()
     return _principal(token, workspace_slug, grants)
-
-
-def authenticate(
-    db: Database, *, authorization: str | None, workspace_slug: str, policy: TokenPolicy, now: float
-) -> Principal:
-    """The principal behind a bearer token, for a request to ``workspace_slug``, one lookup
-    at a time (the web layer gathers service-account lookups: web.deps)."""
-    token = check_token(
-        authorization=authorization, workspace_slug=workspace_slug, policy=policy, now=now
-    )
-    if not token.is_service_account:
-        return user_principal(db, token, workspace_slug)
-    with db.autocommit_engine.connect() as conn:
-        (found,) = repo.service_accounts_grants(conn, [service_account_key(token)])
-    return service_account_principal(token, workspace_slug, found)
 
 
 def _principal(token: VerifiedToken, workspace_slug: str, grants: dict[str, set[str]]) -> Principal:
