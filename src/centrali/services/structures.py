@@ -360,11 +360,8 @@ def _require_record(
     return found
 
 
-def get_record(db: Database, *, workspace_slug: str, record_id: int) -> RecordView:
-    """One record: one statement on the autocommit pool (no session, no BEGIN/ROLLBACK).
-    The caller's token check has already found the workspace."""
-    with db.autocommit_engine.connect() as conn:
-        row = repo.read_record(conn, workspace_slug=workspace_slug, record_id=record_id)
+def record_view(row: Sequence[Any] | None) -> RecordView:
+    """The view of a row of repositories.read_records; NotFoundError for None."""
     if row is None:
         raise NotFoundError("Record not found")
     record_id, slug, data, created_at, created_by, updated_at = row

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Select,
     String,
@@ -468,26 +469,64 @@ def get_record(
     return None if row is None else (row[0], row[1])
 
 
-_READ_RECORD = (
-    select(
-        Record.id,
-        Structure.slug,
-        Record.data,
-        Record.created_at,
-        Record.created_by,
-        Record.updated_at,
+def _read_records(dialect_name: str) -> Select[Any]:
+    """Records by (workspace slug, record id) pairs, with their structure's slug, in one
+    statement: the pairs are a table (``unnest`` of two arrays on PostgreSQL, ``json_each``
+    of a JSON array of pairs on SQLite) joined to the workspace by its unique slug and the
+    record by primary key, each row tagged with its pair."""
+    slug: ColumnElement[Any]
+    rid: ColumnElement[Any]
+    if dialect_name == "postgresql":
+        pairs = (
+            func.unnest(
+                bindparam("slugs", type_=ARRAY(String)), bindparam("ids", type_=ARRAY(BigInteger))
+            )
+            .table_valued("slug", "rid")
+            .render_derived(name="q")
+        )
+        slug, rid = pairs.c.slug, pairs.c.rid
+    else:
+        pairs = func.json_each(bindparam("pairs", type_=String)).table_valued("value").alias("q")
+        slug = func.json_extract(pairs.c.value, "$[0]")
+        rid = func.json_extract(pairs.c.value, "$[1]")
+    return (
+        select(
+            slug.label("slug"),
+            rid.label("rid"),
+            Record.id,
+            Structure.slug,
+            Record.data,
+            Record.created_at,
+            Record.created_by,
+            Record.updated_at,
+        )
+        .select_from(pairs)
+        .join(Workspace, Workspace.slug == slug)
+        .join(Record, (Record.workspace_id == Workspace.id) & (Record.id == rid))
+        .join(Structure, Structure.id == Record.structure_id)
     )
-    .join(Structure, Structure.id == Record.structure_id)
-    .join(Workspace, Workspace.id == Record.workspace_id)
-    .where(Workspace.slug == bindparam("slug"), Record.id == bindparam("record_id"))
-)
 
 
-def read_record(conn: Connection, *, workspace_slug: str, record_id: int) -> tuple[Any, ...] | None:
-    """The record and its structure's slug by id within the workspace named ``workspace_slug``:
-    one statement, built once, on an autocommit connection (the API's hot read)."""
-    row = conn.execute(_READ_RECORD, {"slug": workspace_slug, "record_id": record_id}).one_or_none()
-    return None if row is None else tuple(row)
+# Built once per dialect: the API's hot read.
+_READ_RECORDS: dict[str, Select[Any]] = {}
+
+
+def read_records(conn: Connection, keys: Sequence[tuple[str, int]]) -> list[tuple[Any, ...] | None]:
+    """Each (workspace slug, record id)'s record and its structure's slug, in order, in one
+    statement on an autocommit connection (the workspace API gathers the reads of one
+    event-loop turn: web.batching)."""
+    if not keys:
+        return []
+    dialect = conn.dialect.name
+    stmt = _READ_RECORDS.get(dialect)
+    if stmt is None:
+        stmt = _READ_RECORDS[dialect] = _read_records(dialect)
+    if dialect == "postgresql":
+        params: dict[str, Any] = {"slugs": [k[0] for k in keys], "ids": [k[1] for k in keys]}
+    else:
+        params = {"pairs": json.dumps([list(k) for k in keys])}
+    found = {(row[0], int(row[1])): tuple(row[2:]) for row in conn.execute(stmt, params)}
+    return [found.get((slug, record_id)) for slug, record_id in keys]
 
 
 def list_records(

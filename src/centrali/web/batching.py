@@ -8,7 +8,8 @@ one call of the bulk function at the end of that turn; every waiter gets its own
 the store's error.
 
 Freshness is unchanged: the statement runs after every request it answers was received.
-Used for the token endpoint's client lookups and the workspace API's service-account checks.
+Used for the token endpoint's client lookups, and the workspace API's service-account checks
+and record reads (web.runtime).
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from starlette.requests import Request
 
@@ -24,7 +25,7 @@ from centrali.services.token_failures import TokenFailureCounter
 from centrali.store import audit_queries
 from centrali.store.client_store import SqlClientStore
 from centrali.store.db import Database
-from centrali.store.repositories import AccountGrants, service_accounts_grants
+from centrali.store.repositories import AccountGrants, read_records, service_accounts_grants
 from centrali.web.batching import TurnBatch
 
 log = logging.getLogger("centrali.web")
@@ -55,6 +56,9 @@ class Runtime:
         self.grant_lookups: TurnBatch[tuple[str, str], AccountGrants | None] = TurnBatch(
             lambda pairs: self._service_accounts_grants(pairs)
         )
+        self.record_reads: TurnBatch[tuple[str, int], tuple[Any, ...] | None] = TurnBatch(
+            lambda keys: self._read_records(keys)
+        )
         self.limiter = build_limiter(self.settings)
         self.token_failures = TokenFailureCounter()
         self.set_keys(self.keys)
@@ -64,6 +68,10 @@ class Runtime:
     ) -> list[AccountGrants | None]:
         with self.db.autocommit_engine.connect() as conn:
             return service_accounts_grants(conn, pairs)
+
+    def _read_records(self, keys: Sequence[tuple[str, int]]) -> list[tuple[Any, ...] | None]:
+        with self.db.autocommit_engine.connect() as conn:
+            return read_records(conn, keys)
 
     def set_keys(self, keys: KeySet) -> None:
         self.keys = keys

@@ -53,11 +53,11 @@ def list_records(
 async def get_record(
     request: Request, workspace_slug: str, record_id: str, actor: RecordsRead
 ) -> dict[str, Any]:
-    # The API's hot read: one indexed statement, run on the event loop like the token
-    # endpoint's lookup (a thread-pool hop would cost more than the query).
-    return svc.get_record(
-        get_runtime(request).db, workspace_slug=workspace_slug, record_id=parse_record_id(record_id)
-    ).as_dict()
+    # The API's hot read: on the event loop like the token endpoint's lookup (a thread-pool
+    # hop would cost more than the query), in one statement with the other reads of this
+    # loop turn (web.batching).
+    key = (workspace_slug, parse_record_id(record_id))
+    return svc.record_view(await get_runtime(request).record_reads.find(key)).as_dict()
 
 
 @router.put("/{record_id}")

@@ -1,6 +1,6 @@
-"""Concurrent requests of many clients: the token endpoint's client lookups and the workspace
-API's service-account checks share one statement per event-loop turn (web.batching), and
-each answer is still its own client's."""
+"""Concurrent requests of many clients: the token endpoint's client lookups, the workspace
+API's service-account checks and its record reads share one statement per event-loop turn
+(web.batching), and each answer is still its own client's."""
 
 from __future__ import annotations
 
@@ -159,6 +159,70 @@ def test_concurrent_api_calls_of_many_accounts_each_get_their_own_answer(
     )
     assert sum(statements) == batched
     assert len(statements) < batched  # gathered: fewer statements than checks
+
+
+def test_concurrent_record_reads_each_get_their_own_record(
+    factory: Factory, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids: dict[str, int] = {}
+    tokens: dict[str, str] = {}
+    for slug in ("acme-corp", "globex"):
+        factory.workspace(slug)
+        admin = factory.admin(slug)
+        auth = {"Authorization": f"Bearer {admin}"}
+        notes = {"slug": "notes", "name": "Notes", "fields": [{"name": "text", "type": "string"}]}
+        r = client.post(f"/workspace/{slug}/api/v1/structures", json=notes, headers=auth)
+        assert r.status_code == 201, r.text
+        for i in range(3):
+            body = {"recordSlug": "notes", "data": {"text": f"{slug} {i}"}}
+            r = client.post(f"/workspace/{slug}/api/v1/records", json=body, headers=auth)
+            assert r.status_code == 201, r.text
+            ids[f"{slug} {i}"] = r.json()["id"]
+        tokens[slug] = factory.sa_token(factory.service_account(admin, slug, name="Reader"))
+
+    runtime: Runtime = client.app.app.state.runtime  # type: ignore[attr-defined]
+    statements: list[int] = []
+    read = runtime._read_records
+
+    def counting(keys: Sequence[tuple[str, int]]) -> Any:
+        statements.append(len(keys))
+        return read(keys)
+
+    monkeypatch.setattr(runtime, "_read_records", counting)
+
+    # (workspace of the token and path, record, expected text or None for 404)
+    asks: list[tuple[str, int, str | None]] = []
+    for _ in range(3):
+        for name, record_id in ids.items():
+            slug = name.split()[0]
+            other = "globex" if slug == "acme-corp" else "acme-corp"
+            asks.append((slug, record_id, name))
+            asks.append((other, record_id, None))  # its id, asked in the other workspace
+        asks.append(("acme-corp", 9_999_999, None))
+
+    async def send_all() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=client.app)
+        async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as http:
+            return await asyncio.gather(
+                *(
+                    http.get(
+                        f"/workspace/{slug}/api/v1/records/{record_id}",
+                        headers={"Authorization": f"Bearer {tokens[slug]}"},
+                    )
+                    for slug, record_id, _ in asks
+                )
+            )
+
+    assert client.portal is not None
+    answers = client.portal.call(send_all)
+    for (slug, record_id, text), answer in zip(asks, answers, strict=True):
+        if text is None:
+            assert answer.status_code == 404, (slug, record_id, answer.text)
+        else:
+            assert answer.status_code == 200, answer.text
+            assert (answer.json()["id"], answer.json()["data"]) == (record_id, {"text": text})
+    assert sum(statements) == len(asks)
+    assert len(statements) < len(asks)  # gathered: fewer statements than reads
 
 
 def claims_of(token: str) -> dict[str, Any]:

@@ -1,5 +1,5 @@
-"""repositories.service_accounts_grants: the workspace API's account check for many tokens
-in one statement, each answer its own."""
+"""The workspace API's batched reads (repositories.service_accounts_grants, read_records):
+many requests' rows in one statement, each answer its own."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from centrali.oauth.introspection import Revocation
 from centrali.services import service_accounts as accounts
+from centrali.services import structures
 from centrali.services.context import Actor
 from centrali.services.workspaces import create_workspace
 from centrali.store import repositories as repo
@@ -56,3 +57,38 @@ def test_many_tokens_in_one_statement_answer_in_order(db: Database) -> None:
     assert plain[1] == dropped[1] and "records:read" in plain[1]["api-users"]
     assert bare_answer is not None and bare_answer[1] == {}
     assert single == plain
+
+
+def test_many_records_in_one_statement_answer_in_order(db: Database) -> None:
+    actor = Actor("u")
+    made = {}
+    for slug in ("acme-corp", "globex"):
+        create_workspace(db, slug=slug)
+        structures.create_structure(
+            db,
+            workspace_slug=slug,
+            actor=actor,
+            slug="notes",
+            name="Notes",
+            description=None,
+            fields=[{"name": "text", "type": "string", "required": True}],
+        )
+        made[slug] = structures.create_record(
+            db, workspace_slug=slug, actor=actor, record_slug="notes", data={"text": slug}
+        )
+    acme, globex = made["acme-corp"], made["globex"]
+    keys = [
+        ("globex", globex.id),
+        ("acme-corp", globex.id),  # another workspace's record: not found here
+        ("acme-corp", acme.id),
+        ("nowhere", acme.id),
+        ("acme-corp", 2**63 - 1),
+        ("globex", globex.id),
+    ]
+    with db.autocommit_engine.connect() as conn:
+        rows = repo.read_records(conn, keys)
+        assert repo.read_records(conn, []) == []
+    assert [row is None for row in rows] == [False, True, False, True, True, False]
+    assert structures.record_view(rows[0]) == globex == structures.record_view(rows[5])
+    assert structures.record_view(rows[2]) == acme
+    assert acme.data == {"text": "acme-corp"}
