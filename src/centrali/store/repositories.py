@@ -239,9 +239,10 @@ def service_account_grants(
 
 
 def _sa_grants_many(dialect_name: str) -> Select[Any]:
-    """``_SA_GRANTS`` for many (client_id, jti) pairs in one statement: the pairs are a table
-    (``unnest`` of two arrays on PostgreSQL, ``json_each`` of a JSON array of pairs on
-    SQLite) joined to the accounts, each row tagged with its pair."""
+    """The account check (state, groups and their permissions, revoked jti) for many
+    (client_id, jti) pairs in one statement: the pairs are a table (``unnest`` of two arrays
+    on PostgreSQL, ``json_each`` of a JSON array of pairs on SQLite) joined to the accounts
+    by their unique client_id, each row tagged with its pair."""
     cid: ColumnElement[Any]
     jti: ColumnElement[Any]
     if dialect_name == "postgresql":
