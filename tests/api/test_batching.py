@@ -20,6 +20,19 @@ from tests.factories import Factory
 ISSUER = "http://testserver"
 
 
+def count_statements(monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> list[int]:
+    """Watches the bulk lookup ``owner.name``: the number of keys of each call."""
+    statements: list[int] = []
+    bulk = getattr(owner, name)
+
+    def counting(keys: Sequence[Any]) -> Any:
+        statements.append(len(keys))
+        return bulk(keys)
+
+    monkeypatch.setattr(owner, name, counting)
+    return statements
+
+
 def test_concurrent_requests_of_many_clients_each_get_their_own_answer(
     factory: Factory, client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -34,14 +47,7 @@ def test_concurrent_requests_of_many_clients_each_get_their_own_answer(
     assert r.status_code == 200, r.text
 
     runtime: Runtime = client.app.app.state.runtime  # type: ignore[attr-defined]
-    statements: list[int] = []
-    find = runtime.clients.find_clients
-
-    def counting(client_ids: Sequence[str]) -> Any:
-        statements.append(len(client_ids))
-        return find(client_ids)
-
-    monkeypatch.setattr(runtime.clients, "find_clients", counting)
+    statements = count_statements(monkeypatch, runtime.clients, "find_clients")
 
     # (client_id, secret, expected status): good ones, a wrong secret, an unknown id, a
     # revoked account, all interleaved.
@@ -119,14 +125,7 @@ def test_concurrent_api_calls_of_many_accounts_each_get_their_own_answer(
     assert r.status_code == 200, r.text
 
     runtime: Runtime = client.app.app.state.runtime  # type: ignore[attr-defined]
-    statements: list[int] = []
-    bulk = runtime._service_accounts_grants
-
-    def counting(pairs: Sequence[tuple[str, str]]) -> Any:
-        statements.append(len(pairs))
-        return bulk(pairs)
-
-    monkeypatch.setattr(runtime, "_service_accounts_grants", counting)
+    statements = count_statements(monkeypatch, runtime, "_service_accounts_grants")
 
     asks: list[tuple[str, int]] = []
     for _ in range(3):
@@ -181,14 +180,7 @@ def test_concurrent_record_reads_each_get_their_own_record(
         tokens[slug] = factory.sa_token(factory.service_account(admin, slug, name="Reader"))
 
     runtime: Runtime = client.app.app.state.runtime  # type: ignore[attr-defined]
-    statements: list[int] = []
-    read = runtime._read_records
-
-    def counting(keys: Sequence[tuple[str, int]]) -> Any:
-        statements.append(len(keys))
-        return read(keys)
-
-    monkeypatch.setattr(runtime, "_read_records", counting)
+    statements = count_statements(monkeypatch, runtime, "_read_records")
 
     # (workspace of the token and path, record, expected text or None for 404)
     asks: list[tuple[str, int, str | None]] = []

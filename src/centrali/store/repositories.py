@@ -238,26 +238,52 @@ def service_account_grants(
     return service_accounts_grants(conn, [(client_id, jti or "")])[0]
 
 
+def _pair_table(
+    dialect_name: str, first: tuple[str, Any], second: tuple[str, Any]
+) -> tuple[Any, ColumnElement[Any], ColumnElement[Any]]:
+    """A table of (first, second) pairs bound as one parameter, and its two columns:
+    ``unnest`` of two arrays on PostgreSQL, ``json_each`` of a JSON array of pairs on SQLite
+    (see _pair_params). Lets one statement answer many requests."""
+    if dialect_name == "postgresql":
+        pairs = (
+            func.unnest(
+                bindparam(first[0], type_=ARRAY(first[1])),
+                bindparam(second[0], type_=ARRAY(second[1])),
+            )
+            .table_valued(first[0], second[0])
+            .render_derived(name="q")
+        )
+        return pairs, pairs.c[first[0]], pairs.c[second[0]]
+    table = func.json_each(bindparam("pairs", type_=String)).table_valued("value").alias("q")
+    return (
+        table,
+        func.json_extract(table.c.value, "$[0]"),
+        func.json_extract(table.c.value, "$[1]"),
+    )
+
+
+def _pair_params(
+    dialect_name: str, names: tuple[str, str], pairs: Sequence[tuple[Any, Any]]
+) -> dict[str, Any]:
+    """The parameters of a _pair_table for these pairs."""
+    if dialect_name == "postgresql":
+        return {names[0]: [p[0] for p in pairs], names[1]: [p[1] for p in pairs]}
+    return {"pairs": json.dumps([list(p) for p in pairs])}
+
+
+def _cached(cache: dict[str, Select[Any]], dialect_name: str, build: Any) -> Select[Any]:
+    stmt = cache.get(dialect_name)
+    if stmt is None:
+        stmt = cache[dialect_name] = build(dialect_name)
+    return stmt
+
+
 def _sa_grants_many(dialect_name: str) -> Select[Any]:
     """The account check (state, groups and their permissions, revoked jti) for many
     (client_id, jti) pairs in one statement: the pairs are a table (``unnest`` of two arrays
     on PostgreSQL, ``json_each`` of a JSON array of pairs on SQLite) joined to the accounts
     by their unique client_id, each row tagged with its pair."""
-    cid: ColumnElement[Any]
-    jti: ColumnElement[Any]
-    if dialect_name == "postgresql":
-        pairs = (
-            func.unnest(
-                bindparam("cids", type_=ARRAY(String)), bindparam("jtis", type_=ARRAY(String))
-            )
-            .table_valued("cid", "jti")
-            .render_derived(name="q")
-        )
-        cid, jti = pairs.c.cid, pairs.c.jti
-    else:
-        pairs = func.json_each(bindparam("pairs", type_=String)).table_valued("value").alias("q")
-        cid = func.json_extract(pairs.c.value, "$[0]")
-        jti = func.json_extract(pairs.c.value, "$[1]")
+    pairs, cid, jti = _pair_table(dialect_name, ("cid", String), ("jti", String))
     return (
         select(
             cid.label("cid"),
@@ -293,16 +319,8 @@ def service_accounts_grants(
     if not pairs:
         return []
     dialect = conn.dialect.name
-    stmt = _SA_GRANTS_MANY.get(dialect)
-    if stmt is None:
-        stmt = _SA_GRANTS_MANY[dialect] = _sa_grants_many(dialect)
-    if dialect == "postgresql":
-        params: dict[str, Any] = {
-            "cids": [cid for cid, _ in pairs],
-            "jtis": [jti for _, jti in pairs],
-        }
-    else:
-        params = {"pairs": json.dumps([list(pair) for pair in pairs])}
+    stmt = _cached(_SA_GRANTS_MANY, dialect, _sa_grants_many)
+    params = _pair_params(dialect, ("cid", "jti"), pairs)
     found: dict[tuple[str, str], AccountGrants] = {}
     for cid, jti, status, valid_after, slug, group, permission, jti_revoked in conn.execute(
         stmt, params
@@ -475,21 +493,7 @@ def _read_records(dialect_name: str) -> Select[Any]:
     statement: the pairs are a table (``unnest`` of two arrays on PostgreSQL, ``json_each``
     of a JSON array of pairs on SQLite) joined to the workspace by its unique slug and the
     record by primary key, each row tagged with its pair."""
-    slug: ColumnElement[Any]
-    rid: ColumnElement[Any]
-    if dialect_name == "postgresql":
-        pairs = (
-            func.unnest(
-                bindparam("slugs", type_=ARRAY(String)), bindparam("ids", type_=ARRAY(BigInteger))
-            )
-            .table_valued("slug", "rid")
-            .render_derived(name="q")
-        )
-        slug, rid = pairs.c.slug, pairs.c.rid
-    else:
-        pairs = func.json_each(bindparam("pairs", type_=String)).table_valued("value").alias("q")
-        slug = func.json_extract(pairs.c.value, "$[0]")
-        rid = func.json_extract(pairs.c.value, "$[1]")
+    pairs, slug, rid = _pair_table(dialect_name, ("slug", String), ("rid", BigInteger))
     return (
         select(
             slug.label("slug"),
@@ -519,13 +523,8 @@ def read_records(conn: Connection, keys: Sequence[tuple[str, int]]) -> list[tupl
     if not keys:
         return []
     dialect = conn.dialect.name
-    stmt = _READ_RECORDS.get(dialect)
-    if stmt is None:
-        stmt = _READ_RECORDS[dialect] = _read_records(dialect)
-    if dialect == "postgresql":
-        params: dict[str, Any] = {"slugs": [k[0] for k in keys], "ids": [k[1] for k in keys]}
-    else:
-        params = {"pairs": json.dumps([list(k) for k in keys])}
+    stmt = _cached(_READ_RECORDS, dialect, _read_records)
+    params = _pair_params(dialect, ("slug", "rid"), keys)
     found = {(row[0], int(row[1])): tuple(row[2:]) for row in conn.execute(stmt, params)}
     return [found.get((slug, record_id)) for slug, record_id in keys]
 
