@@ -4,6 +4,7 @@ store. Failures are one line on stderr: exit 1, or 2 for a bad or missing master
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import re
@@ -15,10 +16,13 @@ from typing import Any
 import jwt
 import pytest
 from click.testing import CliRunner, Result
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from sqlalchemy import select
 
 from centrali.cli import cli
-from centrali.oauth.keys import SUPPORTED_ALGS
+from centrali.oauth.keys import SUPPORTED_ALGS, load_signing_key
+from centrali.services import keys as svc_keys
 from centrali.store.db import Database
 from centrali.store.tables import SigningKeyRow
 from tests.cli.test_cli import Run, assert_fails, ok
@@ -179,6 +183,34 @@ def test_retire_refuses_the_signing_key_and_a_key_with_live_tokens(run: Run) -> 
 
     assert ok(run("keys", "retire", first["kid"], "--force")) == f"{first['kid']}\n"
     assert [k["state"] for k in listed(run)] == ["active", "retired"]
+
+
+def ed25519_pem_with_kid_prefix(prefix: str) -> tuple[str, str]:
+    """The first Ed25519 key (seeds 0, 1, …) whose kid starts with ``prefix``, and that kid."""
+    for n in range(1_000_000):
+        key = Ed25519PrivateKey.from_private_bytes(hashlib.sha256(str(n).encode()).digest())
+        pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()).decode()
+        kid = load_signing_key(pem, "EdDSA").kid
+        if kid.startswith(prefix):
+            return pem, kid
+    raise AssertionError(f"no seed gives a kid starting with {prefix!r}")
+
+
+@pytest.mark.parametrize("prefix", ["-", "--"], ids=["dash", "double-dash"])
+def test_a_kid_starting_with_a_dash_is_an_argument_not_an_option(
+    run: Run, monkeypatch: pytest.MonkeyPatch, prefix: str
+) -> None:
+    pem, kid = ed25519_pem_with_kid_prefix(prefix)
+    listed(run)  # the store's first key
+    monkeypatch.setattr(svc_keys, "generate_private_key_pem", lambda alg: pem)
+    assert rotate(run, "--lead-time", "0") == kid
+    assert_fails(run("keys", "retire", kid), "active", "rotate first")
+    monkeypatch.undo()
+
+    rotate(run, "--lead-time", "0")
+    assert ok(run("keys", "retire", kid, "--force")) == f"{kid}\n"
+    assert ok(run("keys", "retire", "--force", kid)) == f"{kid}\n"  # retired already: the same
+    assert [k["state"] for k in listed(run) if k["kid"] == kid] == ["retired"]
 
 
 def test_retire_cancels_a_pending_rotation(run: Run) -> None:

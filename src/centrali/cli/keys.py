@@ -99,7 +99,10 @@ def rotate(settings: Settings, lead_time: int | None, alg: str | None) -> None:
         )
 
 
-@keys.command("retire")
+# A kid is a base64url thumbprint, so one in 64 starts with "-": unknown options pass through as
+# KID instead of failing as "No such option". No short options here, or click would take
+# matching letters out of such a kid.
+@keys.command("retire", context_settings={"ignore_unknown_options": True})
 @click.argument("kid", required=False)
 @click.option("--force", is_flag=True, help="Retire KID even if its tokens may still be valid")
 @with_settings
