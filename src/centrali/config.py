@@ -21,7 +21,12 @@ class Settings(BaseSettings):
     workers: int = Field(1, ge=1, le=64, description="Worker processes of `serve`")
     issuer: str = Field("", description="`iss` claim; default http://127.0.0.1:<port>")
     audience: str = Field("", description="`aud` claim; default: the issuer")
-    token_ttl: int = Field(25200, ge=60, le=86400 * 30, description="Access-token lifetime (s)")
+    token_ttl: int = Field(
+        25200,
+        ge=1,
+        le=86400 * 30,
+        description="Access-token lifetime (s); under 60 only to test expiry handling",
+    )
     signing_alg: Literal["RS256", "ES256", "EdDSA"] = Field(
         "RS256", description="Access-token signature: RS256 (default), ES256 or EdDSA"
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,8 +16,10 @@ from typing import Any
 
 import jwt
 import pytest
+import uvicorn
 from click.testing import CliRunner, Result
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 from sqlalchemy import create_engine, inspect, text
 
 from centrali.cli import cli
@@ -293,7 +296,7 @@ def test_audit_list_bad_page_fails(run: Run, page: str, limit: str) -> None:
 
 @pytest.mark.parametrize(
     "flags",
-    [("--token-ttl", "5"), ("--token-ttl", "99999999")],
+    [("--token-ttl", "0"), ("--token-ttl", "99999999")],
     ids=["ttl-too-short", "ttl-too-long"],
 )
 def test_invalid_setting_flag_fails_before_touching_the_store(
@@ -305,13 +308,47 @@ def test_invalid_setting_flag_fails_before_touching_the_store(
 
 
 def test_invalid_setting_in_environment_fails_with_one_line(run: Run, tmp_path: Path) -> None:
-    result = run("workspace", "create", "acme-corp", env={"CENTRALI_TOKEN_TTL": "5"})
+    result = run("workspace", "create", "acme-corp", env={"CENTRALI_TOKEN_TTL": "0"})
     assert result.exit_code != 0
     assert result.stdout == ""
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
     assert "token_ttl" in lines[0].lower()
     assert not (tmp_path / "c.db").exists()
+
+
+def test_token_ttl_takes_one_second_and_up(tmp_path: Path) -> None:
+    assert Settings(data_dir=tmp_path, token_ttl=1).token_ttl == 1
+    with pytest.raises(ValidationError, match="token_ttl"):
+        Settings(data_dir=tmp_path, token_ttl=0)
+
+
+@pytest.fixture
+def serve_in_process(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
+    """``serve`` up to the server start: uvicorn.run records its call instead of serving."""
+    started: list[dict[str, Any]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: started.append(options))
+    monkeypatch.setattr(signal, "signal", lambda *args: None)
+    environ = dict(os.environ)  # serve hands its settings to the workers through it
+    yield started
+    os.environ.clear()
+    os.environ.update(environ)
+
+
+@pytest.mark.parametrize(("ttl", "warned"), [("1", True), ("59", True), ("60", False)])
+def test_serve_warns_once_when_tokens_live_under_a_minute(
+    run: Run, serve_in_process: list[dict[str, Any]], ttl: str, warned: bool
+) -> None:
+    result = run("serve", "--token-ttl", ttl, env={"CENTRALI_SIGNING_ALG": "EdDSA"})
+    ok(result)
+    assert len(serve_in_process) == 1
+    warnings = [line for line in result.stderr.splitlines() if "WARNING" in line]
+    if warned:
+        assert len(warnings) == 1, result.stderr
+        assert f"CENTRALI_TOKEN_TTL is {ttl} s" in warnings[0]
+        assert "testing expiry" in warnings[0]
+    else:
+        assert warnings == [], result.stderr
 
 
 @pytest.mark.parametrize(

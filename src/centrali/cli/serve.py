@@ -45,9 +45,9 @@ def serve(settings: Settings) -> None:
         f"(issuer {settings.issuer}, {settings.workers} worker(s))",
         err=True,
     )
-    warning = plain_http_warning(settings)
-    if warning:
-        click.echo(f"centrali: WARNING: {warning}", err=True)
+    for warning in (plain_http_warning(settings), short_token_ttl_warning(settings)):
+        if warning:
+            click.echo(f"centrali: WARNING: {warning}", err=True)
     if settings.workers > 1:
         serve_workers(settings.host, settings.port, settings.workers)
     else:
@@ -73,6 +73,20 @@ def plain_http_warning(settings: Settings) -> str | None:
         f"serving plain HTTP on {settings.host} with issuer {settings.issuer}: client secrets "
         "and tokens cross the network unencrypted. Use --ssl-certfile/--ssl-keyfile, or a "
         "TLS proxy and an https:// CENTRALI_ISSUER."
+    )
+
+
+# Access tokens shorter than this are accepted, for tests of expiry handling, with a warning.
+SHORT_TOKEN_TTL = 60
+
+
+def short_token_ttl_warning(settings: Settings) -> str | None:
+    """A token lifetime of seconds is a test setup, not a deployment: say so at start."""
+    if settings.token_ttl >= SHORT_TOKEN_TTL:
+        return None
+    return (
+        f"CENTRALI_TOKEN_TTL is {settings.token_ttl} s: access tokens that short are for "
+        "testing expiry handling, not for production."
     )
 
 
