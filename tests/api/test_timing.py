@@ -2,13 +2,14 @@
 client_id and a wrong secret, so the answer's timing does not tell whether a client exists
 (README "Design choices": every failure costs the same work).
 
-The layer measured is ``handle_token_request`` with the real ``SqlClientStore`` on the test
-database: the work that differs between the two failures is exactly there (the indexed lookup,
-a hit or a miss, and the hash compare, against the stored hash or the dummy one), while the
-ASGI dispatcher, the middleware and the form parser in front of it do the same thing for both
-and would only dilute it: a request through the ASGI app costs ~180 µs here against ~20 µs for
-the lookup and the hash on SQLite, so a difference of several microseconds would hide inside a
-10 % tolerance (at that layer today's difference measures 2-3 %).
+The layer measured is ``prepare_token_request`` + ``complete_token_request`` with the real
+``SqlClientStore`` on the test database: the work that differs between the two failures is
+exactly there (the indexed lookup, a hit or a miss, and the hash compare, against the stored
+hash or the dummy one), while the ASGI dispatcher, the middleware and the form parser in front
+of it do the same thing for both and would only dilute it: a request through the ASGI app
+costs ~180 µs here against ~20 µs for the lookup and the hash on SQLite, so a difference of
+several microseconds would hide inside a 10 % tolerance (at that layer today's difference
+measures 2-3 %).
 
 A SHA-256 of the secret is ~1.5 µs, a few percent of even the SQLite lookup, so whether a
 skipped hash shows against the store's cost depends on what else differs between a hit and a
@@ -38,7 +39,11 @@ from centrali.oauth.client_auth import ClientCredentials, authenticate_client
 from centrali.oauth.credentials import generate_client_secret, hash_secret
 from centrali.oauth.errors import InvalidClientError
 from centrali.oauth.ports import ClientRecord
-from centrali.oauth.token_endpoint import TokenRequest, handle_token_request
+from centrali.oauth.token_endpoint import (
+    TokenRequest,
+    complete_token_request,
+    prepare_token_request,
+)
 from centrali.store.client_store import SqlClientStore
 from centrali.web.runtime import SystemClock
 from tests.conftest import ISSUER
@@ -140,8 +145,11 @@ def test_unknown_client_costs_the_same_as_a_wrong_secret(
             "client_secret": wrong_secret,
         }
         token_request = TokenRequest(form=form)
-        return lambda: handle_token_request(
-            token_request, clients=clients, config=runtime.issuer_config, clock=clock
+        return lambda: complete_token_request(
+            prepare_token_request(token_request),
+            clients=clients,
+            config=runtime.issuer_config,
+            clock=clock,
         )
 
     assert_same_cost(known=_refused(request(client_id)), unknown=_refused(request(UNKNOWN_ID)))

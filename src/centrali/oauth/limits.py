@@ -114,12 +114,6 @@ class BucketStore(Protocol):
         ahead (TokenLimiter.check); only ``take`` decides."""
         ...
 
-    # Unconditional charging: for tools and tests; the endpoints use take/give_back, which
-    # cannot be raced past.
-    async def charge(self, buckets: Sequence[Bucket], now: float) -> None:
-        """Take one token from every bucket, never below empty."""
-        ...
-
 
 class MemoryBucketStore:
     """Buckets in this process. When the table grows past ``max_entries`` the buckets that
@@ -140,13 +134,6 @@ class MemoryBucketStore:
     async def wait_time(self, buckets: Sequence[Bucket], now: float) -> float:
         with self._lock:
             return max((wait_for_one(b, self._level(b, now)) for b in buckets), default=0.0)
-
-    async def charge(self, buckets: Sequence[Bucket], now: float) -> None:
-        with self._lock:
-            for bucket in buckets:
-                self._levels[bucket.key] = (max(0.0, self._level(bucket, now) - 1.0), now)
-            if len(self._levels) > self._max_entries:
-                self._sweep(now)
 
     def _level(self, bucket: Bucket, now: float) -> float:
         held = self._levels.get(bucket.key)

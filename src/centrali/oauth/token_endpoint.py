@@ -120,17 +120,3 @@ def complete_token_request(
         return grant.handle(public, prepared.form, config, clock, users)
     client = authenticate_client(prepared.credentials, clients)
     return grant.handle(client, prepared.form, config, clock)
-
-
-def handle_token_request(
-    request: TokenRequest,
-    *,
-    clients: ClientStore,
-    config: IssuerConfig,
-    clock: Clock,
-    users: UserGrantContext | None = None,
-) -> TokenResponse:
-    """Run the checks in order; raise an OAuthError or return the token."""
-    return complete_token_request(
-        prepare_token_request(request), clients=clients, config=config, clock=clock, users=users
-    )

@@ -7,8 +7,7 @@ ApiError
 │   └── TokenRevokedError     401 token_revoked    "Token revoked"
 ├── ForbiddenError          403 forbidden          "Forbidden: …"
 ├── NotFoundError           404 not_found
-├── ConflictError           409 conflict
-└── PayloadTooLargeError    413 payload_too_large
+└── ConflictError           409 conflict
 """
 
 from __future__ import annotations
@@ -90,9 +89,3 @@ class ConflictError(ApiError):
     status_code = 409
     error = "conflict"
     default_message = "Conflict"
-
-
-class PayloadTooLargeError(ApiError):
-    status_code = 413
-    error = "payload_too_large"
-    default_message = "Request body too large"

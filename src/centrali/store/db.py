@@ -104,10 +104,6 @@ class Database:
             self._autocommit = make_engine(self.url, isolation_level="AUTOCOMMIT", **kwargs)
         return self._autocommit
 
-    @property
-    def is_sqlite(self) -> bool:
-        return self.engine.dialect.name == "sqlite"
-
     @contextmanager
     def read(self) -> Iterator[Session]:
         """A session for reads; nothing it does is committed."""

@@ -82,21 +82,6 @@ end
 return math.ceil(wait * 1000)
 """
 
-_CHARGE = """
-local now = tonumber(ARGV[1])
-for i, key in ipairs(KEYS) do
-  local cap = tonumber(ARGV[i + 1])
-  local held = redis.call('HMGET', key, 'level', 'updated')
-  local level = cap
-  if held[1] then
-    level = math.min(cap, tonumber(held[1]) + math.max(0, now - tonumber(held[2])) * cap / 60)
-  end
-  redis.call('HSET', key, 'level', tostring(math.max(0, level - 1)), 'updated', tostring(now))
-  redis.call('EXPIRE', key, 120)
-end
-return 0
-"""
-
 
 class RedisBucketStore:
     def __init__(self, url: str) -> None:
@@ -106,7 +91,6 @@ class RedisBucketStore:
         self._take = self._redis.register_script(_TAKE)
         self._give_back = self._redis.register_script(_GIVE_BACK)
         self._wait = self._redis.register_script(_WAIT)
-        self._charge = self._redis.register_script(_CHARGE)
         self._warned_at = 0.0
 
     async def take(self, buckets: Sequence[Bucket], now: float) -> float:
@@ -117,9 +101,6 @@ class RedisBucketStore:
 
     async def wait_time(self, buckets: Sequence[Bucket], now: float) -> float:
         return await self._seconds(self._wait, buckets, now)
-
-    async def charge(self, buckets: Sequence[Bucket], now: float) -> None:
-        await self._seconds(self._charge, buckets, now)
 
     async def _seconds(self, script: Any, buckets: Sequence[Bucket], now: float) -> float:
         """Run one script over ``buckets``: the wait it answers in seconds (0 when Redis

@@ -363,15 +363,6 @@ def add_audit_event(
     return event
 
 
-def list_audit_events(
-    session: Session, *, workspace_id: int, offset: int, limit: int
-) -> tuple[Sequence[AuditEvent], int]:
-    base = select(AuditEvent).where(AuditEvent.workspace_id == workspace_id)
-    total = session.scalar(select(func.count()).select_from(base.subquery()))
-    rows = session.scalars(base.order_by(AuditEvent.id.desc()).offset(offset).limit(limit)).all()
-    return rows, int(total or 0)
-
-
 # --- signing keys --------------------------------------------------------------------------
 
 

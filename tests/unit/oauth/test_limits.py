@@ -294,12 +294,11 @@ def test_empty_bucket_lists_take_and_wait_nothing(contract: Contract) -> None:
         assert await store.take([], NOW) == 0.0
         assert await store.wait_time([], NOW) == 0.0
         await store.give_back([], NOW)
-        await store.charge([], NOW)
 
     contract.run(scenario)
 
 
-# The older wait_time / charge pair (the login limiter's), on the same buckets.
+# The older wait_time look (the login limiter's), on the same buckets.
 
 
 def test_wait_time_takes_nothing(contract: Contract) -> None:
@@ -314,64 +313,15 @@ def test_wait_time_takes_nothing(contract: Contract) -> None:
     contract.run(scenario)
 
 
-def test_charging_empties_a_bucket_then_it_refills(contract: Contract) -> None:
-    async def scenario(store: BucketStore) -> None:
-        bucket = contract.bucket("k", 5)  # one token every 12 s
-        for _ in range(4):
-            await store.charge([bucket], NOW)
-        assert await store.wait_time([bucket], NOW) == 0.0  # one token left
-        await store.charge([bucket], NOW)
-        assert await store.wait_time([bucket], NOW) == waits(12.0)
-        assert await store.wait_time([bucket], NOW + 6) == waits(6.0)
-        assert await store.wait_time([bucket], NOW + 12) == 0.0
-
-    contract.run(scenario)
-
-
-def test_charging_never_goes_below_empty(contract: Contract) -> None:
-    async def scenario(store: BucketStore) -> None:
-        bucket = contract.bucket("k", 5)
-        for _ in range(50):
-            await store.charge([bucket], NOW)
-        assert await store.wait_time([bucket], NOW) == waits(12.0)
-        assert await store.wait_time([bucket], NOW + 12) == 0.0
-
-    contract.run(scenario)
-
-
-def test_a_charge_refills_before_it_takes(contract: Contract) -> None:
-    async def scenario(store: BucketStore) -> None:
-        bucket = contract.bucket("k", 2)
-        await store.charge([bucket], NOW)
-        await store.charge([bucket], NOW)  # empty
-        await store.charge([bucket], NOW + 45)  # refilled 1.5, took 1: 0.5 left
-        assert await store.wait_time([bucket], NOW + 45) == waits(15.0)
-
-    contract.run(scenario)
-
-
 def test_wait_time_is_the_longest_of_the_buckets(contract: Contract) -> None:
     async def scenario(store: BucketStore) -> None:
         slow, fast = contract.bucket("slow", 2), contract.bucket("fast", 60)
         for _ in range(2):
-            await store.charge([slow], NOW)
+            assert await store.take([slow], NOW) == 0.0
         for _ in range(60):
-            await store.charge([fast], NOW)
+            assert await store.take([fast], NOW) == 0.0
         assert await store.wait_time([fast], NOW) == waits(1.0)
         assert await store.wait_time([slow, fast], NOW) == waits(30.0)
-
-    contract.run(scenario)
-
-
-def test_charge_and_take_spend_the_same_tokens(contract: Contract) -> None:
-    async def scenario(store: BucketStore) -> None:
-        bucket = contract.bucket("k", 2)
-        await store.charge([bucket], NOW)
-        assert await store.take([bucket], NOW) == 0.0
-        assert await store.take([bucket], NOW) == waits(30.0)
-        assert await store.wait_time([bucket], NOW) == waits(30.0)
-        await store.give_back([bucket], NOW)
-        assert await store.wait_time([bucket], NOW) == 0.0
 
     contract.run(scenario)
 
@@ -475,29 +425,6 @@ def test_concurrent_give_backs_from_threads_lose_no_update() -> None:
         assert store.take_sync([bucket], NOW) == 0.0
     # Exactly empty: one lost update would leave a token short, and refuse earlier.
     assert store.take_sync([bucket], NOW) == pytest.approx(60.0 / capacity)
-
-
-def test_concurrent_charges_from_threads_lose_no_update() -> None:
-    capacity, threads = 4_000, 8
-    store = MemoryBucketStore()
-    bucket = Bucket("shared", capacity)
-    start = threading.Barrier(threads)
-
-    async def charge_many() -> None:
-        for _ in range(capacity // threads):
-            await store.charge([bucket], NOW)
-
-    def hammer() -> None:
-        start.wait()
-        run(charge_many())
-
-    workers = [threading.Thread(target=hammer) for _ in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(timeout=30)
-    # Exactly empty: one lost update would leave a whole token and no wait.
-    assert run(store.wait_time([bucket], NOW)) == pytest.approx(60.0 / capacity)
 
 
 # --- TokenLimiter ----------------------------------------------------------------------------
@@ -692,10 +619,6 @@ class SpyStore:
     async def wait_time(self, buckets: Sequence[Bucket], now: float) -> float:
         self.calls.append(("wait_time", [b.key for b in buckets]))
         return await self.inner.wait_time(buckets, now)
-
-    async def charge(self, buckets: Sequence[Bucket], now: float) -> None:
-        self.calls.append(("charge", [b.key for b in buckets]))
-        await self.inner.charge(buckets, now)
 
 
 def test_issuance_off_takes_no_issuance_token() -> None:

@@ -17,7 +17,12 @@ from centrali.oauth.errors import (
 )
 from centrali.oauth.grants import IssuerConfig, TokenResponse
 from centrali.oauth.keys import KeySet
-from centrali.oauth.token_endpoint import TokenRequest, handle_token_request, parse_form
+from centrali.oauth.token_endpoint import (
+    TokenRequest,
+    complete_token_request,
+    parse_form,
+    prepare_token_request,
+)
 from centrali.oauth.tokens import verify_access_token
 from tests.unit.oauth.fakes import (
     AUDIENCE,
@@ -142,7 +147,7 @@ def test_a_full_request_with_a_few_extra_parameters_parses() -> None:
     assert parse_form(FORM, urlencode(params).encode()) == params
 
 
-# --- handle_token_request ---------------------------------------------------------------------
+# --- prepare_token_request, complete_token_request ---------------------------------------------
 
 
 @pytest.fixture
@@ -157,8 +162,8 @@ def _handle(
     authorization: str | None = None,
     clock: FakeClock | None = None,
 ) -> TokenResponse:
-    return handle_token_request(
-        TokenRequest(form=form, authorization=authorization),
+    return complete_token_request(
+        prepare_token_request(TokenRequest(form=form, authorization=authorization)),
         clients=store,
         config=config,
         clock=clock or FakeClock(),
@@ -176,9 +181,7 @@ def test_valid_post_request_returns_a_verifiable_token(
     config: IssuerConfig, key_set: KeySet
 ) -> None:
     store = FakeClientStore([make_client()])
-    response = handle_token_request(
-        TokenRequest(form=GOOD), clients=store, config=config, clock=FakeClock()
-    )
+    response = _handle(GOOD, config, store)
     assert response.body()["token_type"] == "Bearer"
     assert response.expires_in == TTL
     assert response.scope == "openid"
@@ -190,13 +193,8 @@ def test_valid_post_request_returns_a_verifiable_token(
 
 def test_valid_basic_request_returns_a_token(config: IssuerConfig) -> None:
     store = FakeClientStore([make_client()])
-    response = handle_token_request(
-        TokenRequest(
-            form={"grant_type": "client_credentials"}, authorization=_basic(CLIENT_ID, SECRET)
-        ),
-        clients=store,
-        config=config,
-        clock=FakeClock(),
+    response = _handle(
+        {"grant_type": "client_credentials"}, config, store, _basic(CLIENT_ID, SECRET)
     )
     assert response.scope == "openid"
     assert store.lookups == [CLIENT_ID]

@@ -34,7 +34,11 @@ from centrali.oauth.id_token import IdTokenFacts, id_token_claims, read_id_token
 from centrali.oauth.keys import KeySet, SigningKey
 from centrali.oauth.opaque_tokens import new_opaque_token, plausible_token, token_digest
 from centrali.oauth.pkce import s256_challenge
-from centrali.oauth.token_endpoint import TokenRequest, handle_token_request
+from centrali.oauth.token_endpoint import (
+    TokenRequest,
+    complete_token_request,
+    prepare_token_request,
+)
 from centrali.oauth.tokens import InvalidTokenError, UnknownKeyError, verify_access_token
 from centrali.oauth.user_ports import (
     CodeRecord,
@@ -176,8 +180,8 @@ def token(
     clients: FakeClientStore | None = None,
     now: float = NOW,
 ) -> TokenResponse:
-    return handle_token_request(
-        TokenRequest(form=form, authorization=authorization),
+    return complete_token_request(
+        prepare_token_request(TokenRequest(form=form, authorization=authorization)),
         clients=clients or FakeClientStore([make_client()]),
         config=config,
         clock=FakeClock(now),
