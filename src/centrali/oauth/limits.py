@@ -1,4 +1,4 @@
-"""Abuse limits of the token endpoint: token buckets, checked before any secret is.
+"""Abuse limits of the token endpoint: token buckets, checked before any client lookup.
 
 Three budgets, each a bucket that holds ``limit`` tokens and refills ``limit`` per minute:
 
@@ -9,11 +9,23 @@ Three budgets, each a bucket that holds ``limit`` tokens and refills ``limit`` p
 - tokens issued per client_id (``issuance_per_client``), charged on success only, so only
   the holder of the secret can spend it (public clients, which have none, have no such budget).
 
-A request is refused (429, ``slow_down``) while any of its buckets is empty. It takes a
-token from each before its secret is checked and gets back what the outcome did not spend
-(see ``TokenLimiter``). The bucket arithmetic lives here, with no I/O; the
-in-process store below keeps buckets in a dict, and ``centrali.store.redis_limits`` keeps
-them in Redis so several instances share one budget.
+A request is refused (429, ``slow_down``) while any of its buckets is empty. In order
+(see ``TokenLimiter``):
+
+1. ``check``: a request whose budget is known to be spent is refused, taking nothing, before
+   it costs a client lookup (no round trip: the in-process store looks at its buckets, the
+   Redis one at what its earlier answers said);
+2. the client lookup and the secret check;
+3. ``conclude``, one atomic step once the outcome of the secret check is known: while a
+   bucket of the request is empty nothing is taken and the request is refused, the right
+   secret too; else a failed authentication takes a token from each failure bucket and an
+   authenticated one takes its issuance token (a good request never holds failure tokens);
+4. the token is issued, or, when the grant then fails (``invalid_scope``, ...), ``refund``
+   gives the issuance token back.
+
+The bucket arithmetic lives here, with no I/O; the in-process store below keeps buckets in a
+dict, and ``centrali.store.redis_limits`` keeps them in Redis so several instances share one
+budget.
 """
 
 from __future__ import annotations
@@ -31,7 +43,7 @@ _WINDOW = 60.0  # every limit is "per minute"
 
 
 class SlowDownError(OAuthError):
-    """429 with ``Retry-After``: a limit holds; no secret was checked."""
+    """429 with ``Retry-After``: a limit holds; the request is refused whatever its secret."""
 
     error = "slow_down"
     status_code = 429
@@ -109,9 +121,18 @@ class BucketStore(Protocol):
         """Return one token to every bucket (never above capacity)."""
         ...
 
-    async def wait_time(self, buckets: Sequence[Bucket], now: float) -> float:
-        """Seconds until every bucket holds a token (0: go ahead); takes nothing. A look
-        ahead (TokenLimiter.check); only ``take`` decides."""
+    async def take_if_all(
+        self, required: Sequence[Bucket], taken: Sequence[Bucket], now: float
+    ) -> float:
+        """If every bucket of ``required`` and of ``taken`` holds a token, take one from each
+        of ``taken`` (the others are only looked at) and return 0; else take nothing and
+        return the seconds until each holds one again (TokenLimiter.conclude)."""
+        ...
+
+    def known_wait(self, buckets: Sequence[Bucket], now: float) -> float:
+        """Seconds until every bucket holds a token as far as this process knows (0: go
+        ahead), with no I/O and taking nothing: the look ahead of TokenLimiter.check; only a
+        take decides."""
         ...
 
 
@@ -131,7 +152,13 @@ class MemoryBucketStore:
     async def give_back(self, buckets: Sequence[Bucket], now: float) -> None:
         self.give_back_sync(buckets, now)
 
-    async def wait_time(self, buckets: Sequence[Bucket], now: float) -> float:
+    async def take_if_all(
+        self, required: Sequence[Bucket], taken: Sequence[Bucket], now: float
+    ) -> float:
+        return self.take_if_all_sync(required, taken, now)
+
+    def known_wait(self, buckets: Sequence[Bucket], now: float) -> float:
+        """What the buckets hold: this store knows all there is to know."""
         with self._lock:
             return max((wait_for_one(b, self._level(b, now)) for b in buckets), default=0.0)
 
@@ -142,15 +169,19 @@ class MemoryBucketStore:
         return level_now(bucket.capacity, held[0], held[1], now)
 
     def take_sync(self, buckets: Sequence[Bucket], now: float) -> float:
+        return self.take_if_all_sync(buckets, buckets, now)
+
+    def take_if_all_sync(
+        self, required: Sequence[Bucket], taken: Sequence[Bucket], now: float
+    ) -> float:
         with self._lock:
-            levels = [self._level(b, now) for b in buckets]
-            wait = max(
-                (wait_for_one(b, lv) for b, lv in zip(buckets, levels, strict=True)), default=0.0
-            )
+            looked = {b.key: b for b in (*required, *taken)}
+            levels = {key: self._level(b, now) for key, b in looked.items()}
+            wait = max((wait_for_one(b, levels[b.key]) for b in looked.values()), default=0.0)
             if wait > 0:
                 return wait
-            for bucket, level in zip(buckets, levels, strict=True):
-                self._levels[bucket.key] = (level - 1.0, now)
+            for bucket in {b.key: b for b in taken}.values():
+                self._levels[bucket.key] = (levels[bucket.key] - 1.0, now)
             if len(self._levels) > self._max_entries:
                 self._sweep(now)
             return 0.0
@@ -177,7 +208,9 @@ class MemoryBucketStore:
 
 @dataclass(frozen=True, slots=True)
 class Admission:
-    """The tokens a request took when it was let in; ``settle`` keeps or returns them."""
+    """The tokens a request holds: what ``conclude`` took for a token about to be issued
+    (``refund`` gives it back should the grant fail). The old ``admit`` also fills
+    ``failure``, for ``settle``."""
 
     failure: tuple[Bucket, ...] = ()
     issuance: tuple[Bucket, ...] = ()
@@ -189,10 +222,16 @@ NOTHING_TAKEN = Admission()
 class TokenLimiter:
     """The three budgets over a bucket store.
 
-    A request takes its tokens *before* its secret is checked (``admit``), so concurrent
-    attempts cannot all slip past one check, and ``settle`` gives back what the outcome did
-    not spend: a success returns the failure tokens, a failed authentication returns the
-    issuance token, anything else returns both."""
+    ``check`` (before the client lookup, no round trip) refuses what is known to be held
+    back; ``conclude`` (once the secret was checked) decides in one atomic step: while a
+    bucket is empty it takes nothing and refuses, so concurrent guesses cannot all slip past
+    one look and a held-back source is refused with the right secret too; otherwise a
+    failure takes a token from each failure bucket and a success its issuance token, which
+    ``refund`` gives back if the grant then fails. A good request never holds failure
+    tokens, so concurrent good requests never hold back one another.
+
+    ``admit``/``settle`` (take everything first, give back what the outcome did not spend)
+    are the older pair, kept until the endpoints use ``conclude``."""
 
     def __init__(self, settings: LimitSettings, store: BucketStore) -> None:
         self.settings = settings
@@ -213,13 +252,45 @@ class TokenLimiter:
     async def check(
         self, ip: str, client_id: str | None, now: float, *, public: bool = False
     ) -> None:
-        """Raise SlowDownError when a budget of this request is spent, taking nothing: the
-        endpoint refuses such a request before it costs a client lookup."""
+        """Raise SlowDownError when a budget of this request is known to be spent, taking
+        nothing, so a refused request costs no client lookup. No round trip: the store
+        answers from what it knows (``BucketStore.known_wait``); ``conclude`` decides."""
         failure, issuance = self._buckets(ip, client_id, public)
         if failure or issuance:
-            wait = await self.store.wait_time((*failure, *issuance), now)
+            wait = self.store.known_wait((*failure, *issuance), now)
             if wait > 0:
                 raise SlowDownError(wait)
+
+    async def conclude(
+        self,
+        ip: str,
+        client_id: str | None,
+        authenticated: bool,
+        now: float,
+        *,
+        public: bool = False,
+    ) -> Admission:
+        """Once the credentials were checked, one atomic step of the store: while a bucket of
+        the request is empty (a failure bucket, or the issuance bucket of an authenticated
+        confidential client) take nothing and raise SlowDownError, the right secret from a
+        held-back source too; else an authenticated request takes its issuance token (kept
+        in the Admission, for ``refund``) and a failed one a token from each failure bucket
+        (nothing to give back: NOTHING_TAKEN)."""
+        failure, issuance = self._buckets(ip, client_id, public)
+        taken = issuance if authenticated else failure
+        required = (*failure, *issuance) if authenticated else failure
+        if not required:
+            return NOTHING_TAKEN
+        wait = await self.store.take_if_all(required, taken, now)
+        if wait > 0:
+            raise SlowDownError(wait)
+        return Admission(issuance=issuance) if authenticated and issuance else NOTHING_TAKEN
+
+    async def refund(self, admission: Admission, now: float) -> None:
+        """Give back the issuance token ``conclude`` took, when the grant then failed
+        (``invalid_scope``, ...); nothing to do, and no round trip, for NOTHING_TAKEN."""
+        if admission.issuance:
+            await self.store.give_back(admission.issuance, now)
 
     async def admit(
         self, ip: str, client_id: str | None, now: float, *, public: bool = False
