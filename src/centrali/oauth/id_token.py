@@ -12,10 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import jwt
-
 from centrali.oauth.keys import KeySet
-from centrali.oauth.tokens import InvalidTokenError, verification_key
+from centrali.oauth.signing import InvalidTokenError, decode_jwt, sign_jwt
 
 ID_TOKEN_TYP = "JWT"
 
@@ -53,13 +51,8 @@ def id_token_claims(facts: IdTokenFacts, *, issuer: str, ttl: int, now: float) -
 
 
 def issue_id_token(facts: IdTokenFacts, *, keys: KeySet, issuer: str, ttl: int, now: float) -> str:
-    key = keys.signing
-    return jwt.encode(
-        id_token_claims(facts, issuer=issuer, ttl=ttl, now=now),
-        key.private_key,
-        algorithm=key.alg,
-        headers={"kid": key.kid, "typ": ID_TOKEN_TYP},
-    )
+    claims = id_token_claims(facts, issuer=issuer, ttl=ttl, now=now)
+    return sign_jwt(claims, keys.signing.signer, typ=ID_TOKEN_TYP)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,17 +65,7 @@ class IdTokenHint:
 def read_id_token_hint(token: str, public_keys: Mapping[str, Any], *, issuer: str) -> IdTokenHint:
     """An ID token we issued (signature, ``typ``, ``iss``), expired or not: a hint may be
     presented after the token expired (RP-Initiated Logout §2)."""
-    key, alg = verification_key(token, public_keys, typs=frozenset({ID_TOKEN_TYP}))
-    try:
-        claims: dict[str, Any] = jwt.decode(
-            token,
-            key,
-            algorithms=[alg],
-            issuer=issuer,
-            options={"verify_aud": False, "verify_exp": False, "verify_iat": False},
-        )
-    except jwt.PyJWTError as exc:
-        raise InvalidTokenError(type(exc).__name__) from exc
+    claims = decode_jwt(token, public_keys, typs=frozenset({ID_TOKEN_TYP}), issuer=issuer)
     sub, aud, sid = claims.get("sub"), claims.get("aud"), claims.get("sid")
     if not isinstance(sub, str) or not isinstance(aud, str):
         raise InvalidTokenError("sub/aud missing")

@@ -1,4 +1,5 @@
-"""Signing keys: generation, ``kid`` as the RFC 7638 thumbprint, JWKS (RFC 7517), rotation.
+"""Signing keys: generation, ``kid`` as the RFC 7638 thumbprint, JWKS (RFC 7517), rotation,
+and ``LocalSigner``, the ``signing.Signer`` over a key loaded in this process.
 
 RS256 (RSA-2048) is the default; ES256 (P-256) and EdDSA (Ed25519) sign several times
 faster and can be chosen with ``CENTRALI_SIGNING_ALG`` where every verifier supports them.
@@ -18,15 +19,19 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
+
+if TYPE_CHECKING:
+    from centrali.oauth.signing import Signer
 
 SIGNING_ALG = "RS256"
 SUPPORTED_ALGS = ("RS256", "ES256", "EdDSA")
@@ -70,13 +75,15 @@ def thumbprint(jwk: Mapping[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class SigningKey:
-    """A loaded private key; load once per process, never per request."""
+    """A loaded private key; load once per process, never per request. ``signer`` signs
+    with it (``signing.sign_jwt``)."""
 
     kid: str
     alg: str
     private_key: Any = field(repr=False)
     public_jwk: Mapping[str, Any] = field(repr=False)
     public_key: Any = field(repr=False)
+    signer: Signer = field(repr=False, compare=False)
 
 
 def alg_for_key(key: PublicKeyTypes) -> str:
@@ -88,6 +95,49 @@ def alg_for_key(key: PublicKeyTypes) -> str:
     if isinstance(key, ed25519.Ed25519PublicKey):
         return "EdDSA"
     raise ValueError(f"unsupported key type: {type(key).__name__}")
+
+
+# Stateless, so made once for every signature of the process.
+_PKCS1V15 = padding.PKCS1v15()
+_SHA256 = hashes.SHA256()
+_ECDSA_SHA256 = ec.ECDSA(_SHA256)
+_P256_BYTES = 32
+
+
+def _signature_function(key: PrivateKeyTypes) -> Callable[[bytes], bytes]:
+    """One call into cryptography per signature, in the form RFC 7518 §3.3/§3.4 and RFC 8037
+    §3.1 want (ECDSA as ``R || S``, not DER)."""
+    if isinstance(key, rsa.RSAPrivateKey):
+        rsa_key = key
+        return lambda data: rsa_key.sign(data, _PKCS1V15, _SHA256)
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        ec_key = key
+
+        def es256(data: bytes) -> bytes:
+            r, s = decode_dss_signature(ec_key.sign(data, _ECDSA_SHA256))
+            return r.to_bytes(_P256_BYTES, "big") + s.to_bytes(_P256_BYTES, "big")
+
+        return es256
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return key.sign
+    raise ValueError(f"unsupported key type: {type(key).__name__}")
+
+
+class LocalSigner:
+    """The ``signing.Signer`` over a private key loaded in this process: the key object and
+    its algorithm's padding and hash are set up once, so a signature is one call."""
+
+    __slots__ = ("_sign", "alg", "kid")
+
+    def __init__(self, private_key: PrivateKeyTypes, *, kid: str, alg: str) -> None:
+        if alg_for_key(private_key.public_key()) != alg:
+            raise ValueError(f"signing key does not match its algorithm {alg}")
+        self.kid = kid
+        self.alg = alg
+        self._sign = _signature_function(private_key)
+
+    def sign(self, signing_input: bytes) -> bytes:
+        return self._sign(signing_input)
 
 
 def load_signing_key(private_pem: str, alg: str = SIGNING_ALG) -> SigningKey:
@@ -107,7 +157,14 @@ def load_signing_key(private_pem: str, alg: str = SIGNING_ALG) -> SigningKey:
         raise ValueError("unsupported key type")
     kid = thumbprint(jwk)
     jwk.update({"kid": kid, "alg": alg, "use": "sig"})
-    return SigningKey(kid=kid, alg=alg, private_key=key, public_jwk=jwk, public_key=public)
+    return SigningKey(
+        kid=kid,
+        alg=alg,
+        private_key=key,
+        public_jwk=jwk,
+        public_key=public,
+        signer=LocalSigner(key, kid=kid, alg=alg),
+    )
 
 
 @dataclass(frozen=True)

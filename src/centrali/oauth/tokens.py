@@ -1,4 +1,5 @@
-"""JWT access tokens: minting and verification (RFC 7519, RFC 9068, RFC 8725).
+"""JWT access tokens: minting and verification (RFC 7519, RFC 9068, RFC 8725); the JWS work
+is ``signing.sign_jwt`` and ``signing.decode_jwt``.
 
 Verification accepts only the algorithms we sign with, only keys from our own key set
 (looked up by ``kid``), and only ``typ: at+jwt``: an ID token or a token signed with a
@@ -12,13 +13,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import jwt
-
-from centrali.oauth.keys import SUPPORTED_ALGS, KeySet, alg_for_key
+from centrali.oauth.keys import KeySet
+from centrali.oauth.signing import InvalidTokenError as InvalidTokenError
+from centrali.oauth.signing import TokenError as TokenError
+from centrali.oauth.signing import TokenExpiredError as TokenExpiredError
+from centrali.oauth.signing import UnknownKeyError as UnknownKeyError
+from centrali.oauth.signing import decode_jwt, sign_jwt
 
 ACCESS_TOKEN_TYP = "at+jwt"
-# Accepted in a header at all; each key then verifies only its own algorithm (alg_for_key).
-ALLOWED_ALGS = SUPPORTED_ALGS
 _ACCEPTED_TYPS = frozenset({"at+jwt", "application/at+jwt"})
 REQUIRED_CLAIMS = ("sub", "iss", "aud", "iat", "exp", "workspace", "isServiceAccount")
 
@@ -59,26 +61,6 @@ class VerifiedToken:
     claims: dict[str, Any]
 
 
-class TokenError(Exception):
-    """A presented token was refused; ``reason`` is for logs, never the wire."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class InvalidTokenError(TokenError):
-    """Missing, malformed, forged, foreign or otherwise unacceptable."""
-
-
-class UnknownKeyError(InvalidTokenError):
-    """Signed with a ``kid`` we do not know (a verifier may refetch the JWKS once)."""
-
-
-class TokenExpiredError(TokenError):
-    """Genuine, but past its ``exp``."""
-
-
 def issue_access_token(
     who: TokenSubject, *, keys: KeySet, issuer: str, audience: str, ttl: int, now: float
 ) -> IssuedToken:
@@ -98,13 +80,7 @@ def issue_access_token(
         "isServiceAccount": "true" if who.is_service_account else "false",
         "groups": list(who.groups),
     }
-    key = keys.signing
-    token = jwt.encode(
-        claims,
-        key.private_key,
-        algorithm=key.alg,
-        headers={"kid": key.kid, "typ": ACCESS_TOKEN_TYP},
-    )
+    token = sign_jwt(claims, keys.signing.signer, typ=ACCESS_TOKEN_TYP)
     return IssuedToken(token=token, expires_in=ttl, jti=jti, issued_at=iat)
 
 
@@ -117,32 +93,6 @@ def verify_access_token(
     )
 
 
-def verification_key(
-    token: str, public_keys: Mapping[str, Any], *, typs: frozenset[str]
-) -> tuple[Any, str]:
-    """The key (and its one algorithm) that must have signed ``token``, from its header: an
-    algorithm of ours (never ``none`` or HMAC), a ``typ`` in ``typs``, a ``kid`` we publish,
-    and the header's ``alg`` equal to that key's. Every JWS we read goes through here."""
-    if not token.isascii():  # a compact JWS is base64url and dots only (RFC 7515 §7.1)
-        raise InvalidTokenError("malformed token")
-    try:
-        header = jwt.get_unverified_header(token)
-    except jwt.PyJWTError as exc:
-        raise InvalidTokenError("malformed token") from exc
-    if header.get("alg") not in ALLOWED_ALGS:
-        raise InvalidTokenError(f"algorithm not accepted: {header.get('alg')!r}")
-    if header.get("typ") not in typs:
-        raise InvalidTokenError(f"unexpected typ: {header.get('typ')!r}")
-    kid = header.get("kid")
-    key = public_keys.get(kid) if isinstance(kid, str) else None
-    if key is None:
-        raise UnknownKeyError("unknown kid")
-    alg = alg_for_key(key)
-    if header["alg"] != alg:
-        raise InvalidTokenError(f"algorithm {header['alg']!r} does not match the key ({alg})")
-    return key, alg
-
-
 def verify_with_public_keys(
     token: str,
     public_keys: Mapping[str, Any],
@@ -153,18 +103,7 @@ def verify_with_public_keys(
     leeway: int = 0,
 ) -> VerifiedToken:
     """As verify_access_token, with the issuer's public keys by ``kid`` (e.g. from a JWKS)."""
-    key, alg = verification_key(token, public_keys, typs=_ACCEPTED_TYPS)
-    try:
-        claims: dict[str, Any] = jwt.decode(
-            token,
-            key,
-            algorithms=[alg],
-            issuer=issuer,
-            audience=audience,
-            options={"verify_exp": False, "verify_iat": False, "verify_nbf": False},
-        )
-    except jwt.PyJWTError as exc:
-        raise InvalidTokenError(type(exc).__name__) from exc
+    claims = decode_jwt(token, public_keys, typs=_ACCEPTED_TYPS, issuer=issuer, audience=audience)
     return _check_claims(claims, now=now, leeway=leeway)
 
 

@@ -1,0 +1,160 @@
+"""JWS compact serialization of the JWTs we sign and read back (RFC 7515 §3.1, §5; RFC 7519
+§7; RFC 8725): one ``sign_jwt`` for every token we issue (access tokens, ID tokens, login
+tickets), one ``decode_jwt`` for every token of ours we read, and the ``Signer`` port between
+the claims and the private key.
+
+A ``Signer`` is a key that signs. Its ``kid`` and ``alg`` go into the protected header, and
+``sign`` turns the JWS signing input, ``BASE64URL(header) "." BASE64URL(payload)`` (RFC 7515
+§5.1), into the signature bytes RFC 7518 defines for ``alg``: RSASSA-PKCS1-v1_5 with SHA-256
+for RS256 (§3.3), ``R || S`` of ECDSA P-256 with SHA-256 for ES256 (§3.4), Ed25519 for EdDSA
+(RFC 8037 §3.1). The local adapter is ``centrali.oauth.keys.LocalSigner``, over a private key
+loaded in this process (every ``SigningKey`` carries one as ``signer``). A KMS or HSM is one
+more adapter with the same three members: ``kid`` the RFC 7638 thumbprint of its public key
+(published in the JWKS like any other), ``alg`` the device's algorithm, and ``sign`` one call
+to the device (such devices usually take the SHA-256 digest of the signing input, and answer
+ECDSA as DER, which the adapter turns into ``R || S``). ``sign`` runs once per token on the
+token endpoint's event loop: a remote signer must answer quickly or get its own threads.
+
+Reading accepts only the algorithms we sign with, only keys of our own key set (looked up by
+``kid``), each key only with its own algorithm, and only the ``typ`` the caller expects, so an
+ID token is never taken for an access token and a token signed with a symmetric key made from
+our public key is refused (RFC 8725 §2.1, §3.1, §3.11).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any, Protocol
+
+import jwt
+from jwt.types import Options
+
+from centrali.oauth.keys import SUPPORTED_ALGS, alg_for_key
+
+# Accepted in a header at all; each key then verifies only its own algorithm (alg_for_key).
+ALLOWED_ALGS = SUPPORTED_ALGS
+
+
+class Signer(Protocol):
+    """A signing key, wherever it lives: in this process (``keys.LocalSigner``), a KMS, an
+    HSM. Set up once (key handle, padding, connection), then used for every token."""
+
+    @property
+    def kid(self) -> str:
+        """The ``kid`` header: the RFC 7638 thumbprint of the public key."""
+        ...
+
+    @property
+    def alg(self) -> str:
+        """The ``alg`` header: RS256, ES256 or EdDSA."""
+        ...
+
+    def sign(self, signing_input: bytes) -> bytes:
+        """The JWS signature of ``signing_input`` for ``alg`` (RFC 7518 §3, RFC 8037 §3.1)."""
+        ...
+
+
+class TokenError(Exception):
+    """A presented token was refused; ``reason`` is for logs, never the wire."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class InvalidTokenError(TokenError):
+    """Missing, malformed, forged, foreign or otherwise unacceptable."""
+
+
+class UnknownKeyError(InvalidTokenError):
+    """Signed with a ``kid`` we do not know (a verifier may refetch the JWKS once)."""
+
+
+class TokenExpiredError(TokenError):
+    """Genuine, but past its ``exp``."""
+
+
+def _b64(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+@lru_cache(maxsize=64)
+def _header_segment(alg: str, kid: str, typ: str) -> bytes:
+    """The encoded protected header, made once per key and ``typ``: members sorted, no
+    spaces (the bytes PyJWT wrote for the same header)."""
+    header = {"alg": alg, "kid": kid, "typ": typ}
+    return _b64(json.dumps(header, separators=(",", ":"), sort_keys=True).encode())
+
+
+def sign_jwt(claims: Mapping[str, Any], signer: Signer, *, typ: str) -> str:
+    """``claims`` as a compact JWS signed by ``signer``, header ``alg``, ``kid``, ``typ``.
+    Per token: one JSON encoding of the claims and one signature; the header is cached."""
+    payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
+    signing_input = _header_segment(signer.alg, signer.kid, typ) + b"." + payload
+    return (signing_input + b"." + _b64(signer.sign(signing_input))).decode("ascii")
+
+
+def verification_key(
+    token: str, public_keys: Mapping[str, Any], *, typs: frozenset[str]
+) -> tuple[Any, str]:
+    """The key (and its one algorithm) that must have signed ``token``, from its header: an
+    algorithm of ours (never ``none`` or HMAC), a ``typ`` in ``typs``, a ``kid`` we publish,
+    and the header's ``alg`` equal to that key's. Every JWS we read goes through here."""
+    if not token.isascii():  # a compact JWS is base64url and dots only (RFC 7515 §7.1)
+        raise InvalidTokenError("malformed token")
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError as exc:
+        raise InvalidTokenError("malformed token") from exc
+    if header.get("alg") not in ALLOWED_ALGS:
+        raise InvalidTokenError(f"algorithm not accepted: {header.get('alg')!r}")
+    if header.get("typ") not in typs:
+        raise InvalidTokenError(f"unexpected typ: {header.get('typ')!r}")
+    kid = header.get("kid")
+    key = public_keys.get(kid) if isinstance(kid, str) else None
+    if key is None:
+        raise UnknownKeyError("unknown kid")
+    alg = alg_for_key(key)
+    if header["alg"] != alg:
+        raise InvalidTokenError(f"algorithm {header['alg']!r} does not match the key ({alg})")
+    return key, alg
+
+
+# Time claims are the caller's: each kind of token has its own rule (a leeway, a logout hint
+# read after it expired).
+_SIGNATURE_ISSUER_AUDIENCE: Options = {
+    "verify_exp": False,
+    "verify_iat": False,
+    "verify_nbf": False,
+}
+_SIGNATURE_ISSUER: Options = {**_SIGNATURE_ISSUER_AUDIENCE, "verify_aud": False}
+
+
+def decode_jwt(
+    token: str,
+    public_keys: Mapping[str, Any],
+    *,
+    typs: frozenset[str],
+    issuer: str,
+    audience: str | None = None,
+) -> dict[str, Any]:
+    """The claims of a JWT we signed: its header checked (``verification_key``), then its
+    signature, ``iss``, and ``aud`` when ``audience`` is given (an ID token's audience is
+    its client, which the caller looks at). ``exp``, ``iat`` and ``nbf`` are the caller's.
+    Raises InvalidTokenError (UnknownKeyError when we publish no key of that ``kid``)."""
+    key, alg = verification_key(token, public_keys, typs=typs)
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key,
+            algorithms=[alg],
+            issuer=issuer,
+            audience=audience,
+            options=_SIGNATURE_ISSUER if audience is None else _SIGNATURE_ISSUER_AUDIENCE,
+        )
+    except jwt.PyJWTError as exc:
+        raise InvalidTokenError(type(exc).__name__) from exc
+    return claims

@@ -1,0 +1,128 @@
+"""centrali.oauth.signing: the Signer port, sign_jwt and decode_jwt (RFC 7515, RFC 8725)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from centrali.oauth.keys import (
+    LocalSigner,
+    SigningKey,
+    generate_private_key_pem,
+    load_signing_key,
+)
+from centrali.oauth.signing import (
+    InvalidTokenError,
+    Signer,
+    UnknownKeyError,
+    decode_jwt,
+    sign_jwt,
+)
+from tests.unit.oauth.fakes import ISSUER
+
+TYP = "test+jwt"
+TYPS = frozenset({TYP})
+CLAIMS: dict[str, Any] = {"iss": ISSUER, "sub": "someone", "aud": "client", "iat": 1, "exp": 2}
+
+
+class FakeSigner:
+    """A Signer outside the process as far as sign_jwt can tell (a stand-in for a KMS): an
+    Ed25519 key of its own, and a record of what it was asked to sign."""
+
+    alg = "EdDSA"
+
+    def __init__(self, kid: str = "fake-kid") -> None:
+        self.kid = kid
+        self._key = Ed25519PrivateKey.generate()
+        self.public_key = self._key.public_key()
+        self.asked: list[bytes] = []
+
+    def sign(self, signing_input: bytes) -> bytes:
+        self.asked.append(signing_input)
+        return self._key.sign(signing_input)
+
+
+def _unb64(segment: str) -> bytes:
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+def test_a_fake_signer_issues_a_token_decode_jwt_accepts_with_its_public_key() -> None:
+    signer = FakeSigner()
+    token = sign_jwt(CLAIMS, signer, typ=TYP)
+    assert jwt.get_unverified_header(token) == {"alg": "EdDSA", "kid": "fake-kid", "typ": TYP}
+    assert signer.asked == [token.rsplit(".", 1)[0].encode()]  # the JWS signing input, once
+    claims = decode_jwt(token, {"fake-kid": signer.public_key}, typs=TYPS, issuer=ISSUER)
+    assert claims == CLAIMS
+
+
+def test_a_token_of_another_signer_under_the_same_kid_is_refused() -> None:
+    ours, impostor = FakeSigner(), FakeSigner()
+    forged = sign_jwt(CLAIMS, impostor, typ=TYP)
+    with pytest.raises(InvalidTokenError, match="InvalidSignatureError"):
+        decode_jwt(forged, {ours.kid: ours.public_key}, typs=TYPS, issuer=ISSUER)
+
+
+def test_a_token_of_a_signer_we_do_not_publish_is_an_unknown_key() -> None:
+    ours, stranger = FakeSigner(), FakeSigner(kid="stranger")
+    token = sign_jwt(CLAIMS, stranger, typ=TYP)
+    with pytest.raises(UnknownKeyError):
+        decode_jwt(token, {ours.kid: ours.public_key}, typs=TYPS, issuer=ISSUER)
+
+
+def test_decode_checks_typ_issuer_and_the_audience_when_given() -> None:
+    signer = FakeSigner()
+    keys = {signer.kid: signer.public_key}
+    token = sign_jwt(CLAIMS, signer, typ=TYP)
+    with pytest.raises(InvalidTokenError, match="unexpected typ"):
+        decode_jwt(token, keys, typs=frozenset({"at+jwt"}), issuer=ISSUER)
+    with pytest.raises(InvalidTokenError, match="InvalidIssuerError"):
+        decode_jwt(token, keys, typs=TYPS, issuer="https://elsewhere.example")
+    assert decode_jwt(token, keys, typs=TYPS, issuer=ISSUER, audience="client") == CLAIMS
+    with pytest.raises(InvalidTokenError, match="InvalidAudienceError"):
+        decode_jwt(token, keys, typs=TYPS, issuer=ISSUER, audience="another-client")
+
+
+def test_time_claims_are_left_to_the_caller() -> None:
+    signer = FakeSigner()
+    long_expired = {**CLAIMS, "iat": 1, "exp": 2, "nbf": 2**40}
+    token = sign_jwt(long_expired, signer, typ=TYP)
+    assert decode_jwt(token, {signer.kid: signer.public_key}, typs=TYPS, issuer=ISSUER)
+
+
+@pytest.mark.parametrize("alg", ["RS256", "EdDSA"])
+def test_local_signer_writes_the_bytes_pyjwt_wrote(alg: str, signing_key: SigningKey) -> None:
+    key = signing_key if alg == "RS256" else load_signing_key(generate_private_key_pem(alg), alg)
+    assert isinstance(key.signer, LocalSigner)
+    claims = {**CLAIMS, "groups": ["a", "b"], "name": "Zoë"}  # non-ASCII escaped alike
+    expected = jwt.encode(
+        claims, key.private_key, algorithm=alg, headers={"kid": key.kid, "typ": "at+jwt"}
+    )
+    assert sign_jwt(claims, key.signer, typ="at+jwt") == expected
+
+
+def test_local_es256_signatures_are_r_and_s_and_verify_with_pyjwt() -> None:
+    key = load_signing_key(generate_private_key_pem("ES256"), "ES256")
+    token = sign_jwt(CLAIMS, key.signer, typ=TYP)
+    assert len(_unb64(token.rsplit(".", 1)[1])) == 64  # R || S, not DER (RFC 7518 §3.4)
+    pyjwt = jwt.decode(
+        token,
+        key.public_key,
+        algorithms=["ES256"],
+        options={"verify_aud": False, "verify_exp": False},
+    )
+    assert pyjwt == CLAIMS
+    assert decode_jwt(token, {key.kid: key.public_key}, typs=TYPS, issuer=ISSUER) == CLAIMS
+
+
+def test_a_local_signer_refuses_a_key_of_another_algorithm(signing_key: SigningKey) -> None:
+    with pytest.raises(ValueError, match="does not match"):
+        LocalSigner(signing_key.private_key, kid=signing_key.kid, alg="ES256")
+
+
+def test_signing_keys_and_fakes_are_signers(signing_key: SigningKey) -> None:
+    signers: list[Signer] = [signing_key.signer, FakeSigner()]  # checked by mypy
+    assert [s.kid for s in signers] == [signing_key.kid, "fake-kid"]
