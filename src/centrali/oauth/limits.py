@@ -209,10 +209,8 @@ class MemoryBucketStore:
 @dataclass(frozen=True, slots=True)
 class Admission:
     """The tokens a request holds: what ``conclude`` took for a token about to be issued
-    (``refund`` gives it back should the grant fail). The old ``admit`` also fills
-    ``failure``, for ``settle``."""
+    (``refund`` gives it back should the grant fail)."""
 
-    failure: tuple[Bucket, ...] = ()
     issuance: tuple[Bucket, ...] = ()
 
 
@@ -228,10 +226,7 @@ class TokenLimiter:
     one look and a held-back source is refused with the right secret too; otherwise a
     failure takes a token from each failure bucket and a success its issuance token, which
     ``refund`` gives back if the grant then fails. A good request never holds failure
-    tokens, so concurrent good requests never hold back one another.
-
-    ``admit``/``settle`` (take everything first, give back what the outcome did not spend)
-    are the older pair, kept until the endpoints use ``conclude``."""
+    tokens, so concurrent good requests never hold back one another."""
 
     def __init__(self, settings: LimitSettings, store: BucketStore) -> None:
         self.settings = settings
@@ -291,26 +286,3 @@ class TokenLimiter:
         (``invalid_scope``, ...); nothing to do, and no round trip, for NOTHING_TAKEN."""
         if admission.issuance:
             await self.store.give_back(admission.issuance, now)
-
-    async def admit(
-        self, ip: str, client_id: str | None, now: float, *, public: bool = False
-    ) -> Admission:
-        """Take this request's tokens, or raise SlowDownError while a budget is spent."""
-        failure, issuance = self._buckets(ip, client_id, public)
-        if not failure and not issuance:
-            return NOTHING_TAKEN
-        wait = await self.store.take((*failure, *issuance), now)
-        if wait > 0:
-            raise SlowDownError(wait)
-        return Admission(failure, issuance)
-
-    async def settle(self, admission: Admission, outcome: str, now: float) -> None:
-        """``outcome``: "issued", "auth_failed" or anything else (neither)."""
-        if outcome == "issued":
-            back: tuple[Bucket, ...] = admission.failure
-        elif outcome == "auth_failed":
-            back = admission.issuance
-        else:
-            back = (*admission.failure, *admission.issuance)
-        if back:
-            await self.store.give_back(back, now)

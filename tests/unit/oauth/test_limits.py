@@ -621,7 +621,6 @@ def test_a_success_takes_its_issuance_token_and_no_failure_token(env: Env) -> No
     limit = env.limiter(per_ip=1, per_client_ip=1, issuance=1)
     admission = env.run(limit.conclude(env.ip, env.client, True, NOW))
     assert admission == Admission(issuance=tuple(issuance_buckets(env.client, limit.settings)))
-    assert admission.failure == ()
     assert env.refused(limit, env.other_ip, env.client) == 60  # issued: spent, anywhere
     # Both failure buckets still hold their token: one failure goes through, then none.
     assert env.attempt(limit, env.ip, env.other_client, "auth_failed") is None
@@ -1192,97 +1191,6 @@ def test_blocked_until_stays_bounded_and_keeps_the_longest_waits() -> None:
     table.learn("new", 30.0, NOW + 2)
     assert len(table) == 1
     assert table.wait(["new"], NOW + 2) == pytest.approx(30.0)
-
-
-# --- the older admit/settle pair, until the endpoints use conclude (goes with it) -------------
-
-
-def limiter(
-    per_ip: int = 0, per_client_ip: int = 0, issuance: int = 0
-) -> tuple[TokenLimiter, MemoryBucketStore]:
-    store = MemoryBucketStore()
-    settings = LimitSettings(
-        failures_per_ip=per_ip, failures_per_client_ip=per_client_ip, issuance_per_client=issuance
-    )
-    return TokenLimiter(settings, store), store
-
-
-def attempt(
-    limit: TokenLimiter, ip: str, client_id: str | None, outcome: str, now: float = NOW
-) -> int | None:
-    """One whole request, settled with ``outcome``: the Retry-After of a refusal, or None."""
-    try:
-        admission = run(limit.admit(ip, client_id, now))
-    except SlowDownError as exc:
-        return exc.retry_after
-    run(limit.settle(admission, outcome, now))
-    return None
-
-
-def refused(limit: TokenLimiter, ip: str, client_id: str | None, now: float = NOW) -> int | None:
-    """The Retry-After of a refusal, or None when the request may go ahead (nothing spent)."""
-    return attempt(limit, ip, client_id, "other", now)
-
-
-def spent(store: MemoryBucketStore, bucket: Bucket, now: float = NOW) -> bool:
-    """Whether ``bucket`` (capacity 1) is empty; takes its token when it is not."""
-    return store.take_sync([bucket], now) > 0
-
-
-def test_admit_takes_a_token_from_every_bucket() -> None:
-    limit, store = limiter(per_ip=1, per_client_ip=1, issuance=1)
-    admission = run(limit.admit(IP, CLIENT, NOW))
-    failure = failure_buckets(IP, CLIENT, limit.settings)
-    issuance = issuance_buckets(CLIENT, limit.settings)
-    assert admission == Admission(tuple(failure), tuple(issuance))
-    for bucket in (*failure, *issuance):
-        assert store.take_sync([bucket], NOW) == pytest.approx(60.0)
-
-
-OUTCOMES = [
-    ("issued", False, True),  # the secret was right: no failure, one token issued
-    ("auth_failed", True, False),  # a failed authentication, nothing issued
-    ("other", False, False),
-    ("invalid_grant", False, False),
-    ("server_error", False, False),
-    ("", False, False),
-]
-
-
-@pytest.mark.parametrize(
-    ("outcome", "failure_kept", "issuance_kept"), OUTCOMES, ids=[o[0] or "empty" for o in OUTCOMES]
-)
-def test_settle_gives_back_what_the_outcome_did_not_spend(
-    outcome: str, failure_kept: bool, issuance_kept: bool
-) -> None:
-    limit, store = limiter(per_ip=1, per_client_ip=1, issuance=1)
-    admission = run(limit.admit(IP, CLIENT, NOW))
-    run(limit.settle(admission, outcome, NOW))
-    for bucket in admission.failure:
-        assert spent(store, bucket) is failure_kept, bucket.key
-    for bucket in admission.issuance:
-        assert spent(store, bucket) is issuance_kept, bucket.key
-
-
-def test_admissions_in_flight_hold_their_tokens() -> None:
-    limit, _ = limiter(per_client_ip=3)
-    in_flight = [run(limit.admit(IP, CLIENT, NOW)) for _ in range(3)]
-    assert refused(limit, IP, CLIENT) == 20
-    for admission in in_flight:
-        run(limit.settle(admission, "issued", NOW))
-    assert refused(limit, IP, CLIENT) is None
-
-
-def test_concurrent_admissions_get_no_more_than_the_limit() -> None:
-    limit, _ = limiter(per_client_ip=3)
-
-    async def burst() -> list[Admission | BaseException]:
-        admits = (limit.admit(IP, CLIENT, NOW) for _ in range(20))
-        return await asyncio.gather(*admits, return_exceptions=True)
-
-    answers = run(burst())
-    assert sum(isinstance(a, Admission) for a in answers) == 3
-    assert sum(isinstance(a, SlowDownError) for a in answers) == 17
 
 
 # --- SlowDownError ---------------------------------------------------------------------------
