@@ -39,7 +39,14 @@ import httpx
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-PEER_RUN = ROOT.parent / "shared" / "bench" / "peer-oidc-provider" / "run.sh"
+# A script that serves node-oidc-provider as a client-credentials peer (PORT, WORKERS,
+# CLIENT_ID, CLIENT_SECRET in its environment); not part of this repository.
+PEER_RUN = Path(
+    os.environ.get(
+        "CENTRALI_BENCH_PEER_RUN",
+        ROOT.parent / "shared" / "bench" / "peer-oidc-provider" / "run.sh",
+    )
+)
 CENTRALI = Path(sys.executable).parent / "centrali"
 PG_URL = os.environ.get("CENTRALI_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -307,10 +314,11 @@ def bulk_accounts(env: dict[str, str], count: int) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
             """
-            INSERT INTO service_accounts (workspace_id, client_id, secret_hash, name, description,
-                grant_types, scope, status, tokens_valid_after, created_at, created_by, updated_at)
+            INSERT INTO service_accounts (workspace_id, client_id, secrets, name, description,
+                grant_types, scope, status, tokens_cutoff_ms, created_at, created_by, updated_at)
             SELECT w.id, 'ci_' || substr(md5(g::text || 'bulk'), 1, 20),
-                   'sha256$' || md5(g::text), 'bulk ' || g, NULL, '["client_credentials"]',
+                   json_build_array(json_build_array(0, 'sha256$' || md5(g::text), 0)),
+                   'bulk ' || g, NULL, '["client_credentials"]',
                    'openid', 'active', 0, now(), 'bench', now()
             FROM generate_series(1, %s) AS g, workspaces w WHERE w.slug = 'bench'
             """,

@@ -5,6 +5,7 @@ API's service-account checks and its record reads share one statement per event-
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlencode
@@ -220,3 +221,47 @@ def test_concurrent_record_reads_each_get_their_own_record(
 def claims_of(token: str) -> dict[str, Any]:
     claims: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
     return claims
+
+
+def test_a_slow_store_holds_its_waiters_not_the_event_loop(
+    factory: Factory, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lookups run on their own thread: while the store takes a second to answer a token
+    request's lookup, /healthz and the JWKS answer at once on the same event loop."""
+    factory.workspace()
+    account = factory.service_account(factory.admin())
+    runtime: Runtime = client.app.app.state.runtime  # type: ignore[attr-defined]
+    find = runtime.clients.find_clients
+
+    def slow(client_ids: Sequence[str]) -> Any:
+        time.sleep(1.0)  # a PostgreSQL that takes its time
+        return find(client_ids)
+
+    monkeypatch.setattr(runtime.clients, "find_clients", slow)
+
+    async def race() -> tuple[httpx.Response, float, float]:
+        transport = httpx.ASGITransport(app=client.app, client=("192.0.2.9", 4000))
+        async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as http:
+            started = time.monotonic()
+            token = asyncio.ensure_future(
+                http.post(
+                    "/oidc/token",
+                    data={
+                        "grant_type": "client_credentials",
+                        "client_id": account["clientId"],
+                        "client_secret": account["clientSecret"],
+                    },
+                )
+            )
+            await asyncio.sleep(0.1)  # the lookup is in flight
+            assert (await http.get("/healthz")).status_code == 200
+            assert (await http.get("/oidc/jwks")).status_code == 200
+            others_done = time.monotonic() - started
+            answer = await token
+            return answer, others_done, time.monotonic() - started
+
+    assert client.portal is not None
+    answer, others_done, token_done = client.portal.call(race)
+    assert answer.status_code == 200, answer.text
+    assert token_done >= 1.0
+    assert others_done < 0.8, f"the event loop waited for the store ({others_done:.2f} s)"

@@ -12,6 +12,7 @@ import logging
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx2 as httpx
@@ -341,3 +342,30 @@ def test_access_log_text_lines_cannot_be_forged(
     lines = out.getvalue().splitlines()
     assert len(lines) == 1, lines
     assert f"/healthz{escaped}{forged}" in lines[0]  # escaped, not dropped
+
+
+def _expiring(factory: Factory) -> dict[str, float]:
+    r = factory.client.get("/metrics")
+    family = {f.name: f for f in text_string_to_metric_families(r.text)}[
+        "centrali_credentials_expiring"
+    ]
+    assert family.type == "gauge"
+    return {s.labels["within"]: s.value for s in family.samples}
+
+
+def test_metrics_count_live_credentials_expiring_within_7_and_30_days(
+    factory: Factory, account: dict[str, Any]
+) -> None:
+    assert _expiring(factory) == {"7d": 0, "30d": 0}  # the account's secret never expires
+    admin = {"Authorization": f"Bearer {factory.admin()}"}
+    base = f"/workspace/{account['workspace']}/api/v1/service-accounts/{account['id']}/secrets"
+    now = datetime.now(UTC)
+    for days in (3, 20, 60):
+        at = (now + timedelta(days=days)).isoformat()
+        r = factory.client.post(base, headers=admin, json={"expiresAt": at})
+        assert r.status_code == 201, r.text
+    assert _expiring(factory) == {"7d": 1, "30d": 2}
+    # A deleted account's credentials no longer count.
+    r = factory.client.delete(base.removesuffix("/secrets"), headers=admin)
+    assert r.status_code == 204
+    assert _expiring(factory) == {"7d": 0, "30d": 0}

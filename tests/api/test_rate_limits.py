@@ -124,10 +124,10 @@ class SecretSpy:
     def __init__(self, monkeypatch: pytest.MonkeyPatch, runtime: Runtime) -> None:
         self.verified = 0
         self.lookups = 0
-        verify = credentials.verify_secret  # what client_auth calls
+        verify = credentials.match_secret  # what client_auth calls
         find = runtime.clients.find_clients
 
-        def counting_verify(*args: Any, **kwargs: Any) -> bool:
+        def counting_verify(*args: Any, **kwargs: Any) -> Any:
             self.verified += 1
             return verify(*args, **kwargs)
 
@@ -135,7 +135,7 @@ class SecretSpy:
             self.lookups += len(client_ids)
             return find(client_ids)
 
-        monkeypatch.setattr("centrali.oauth.client_auth.verify_secret", counting_verify)
+        monkeypatch.setattr("centrali.oauth.client_auth.match_secret", counting_verify)
         monkeypatch.setattr(runtime.clients, "find_clients", counting_find)
 
 
@@ -307,6 +307,22 @@ def test_failures_do_not_spend_the_issuance_budget(
     assert_token(server.token(account["clientId"], account["clientSecret"]))
     assert_token(server.token(account["clientId"], account["clientSecret"]))
     assert_slow_down(server.token(account["clientId"], account["clientSecret"]))
+
+
+def test_introspection_and_revocation_do_not_spend_the_issuance_budget(
+    make_server: MakeServer, account: dict[str, Any]
+) -> None:
+    server = make_server(token_issuance_per_client=2)
+    client_id, secret = account["clientId"], account["clientSecret"]
+    token = server.token(client_id, secret, ip=OWNER).json()["access_token"]
+    auth = {"client_id": client_id, "client_secret": secret, "token": token}
+    for _ in range(5):  # they issue nothing, so they spend nothing
+        r = server.http.post("/oidc/introspect", data=auth, headers={PEER_HEADER: OWNER})
+        assert r.status_code == 200 and r.json()["active"] is True, r.text
+    r = server.http.post("/oidc/revoke", data=auth, headers={PEER_HEADER: OWNER})
+    assert r.status_code == 200, r.text
+    assert_token(server.token(client_id, secret, ip=OWNER))  # the second of two
+    assert_slow_down(server.token(client_id, secret, ip=OWNER))
 
 
 # --- refill -----------------------------------------------------------------------------------

@@ -302,3 +302,40 @@ def test_nothing_is_pruned_without_a_revocation(
     assert_revoked_answer(revoke(factory, account, "not-a-jwt"))
     assert factory.client.get(STRUCTURES, headers=bearer(token)).status_code == 200
     assert [r.jti for r in rows(db)] == ["ancient"]
+
+
+def test_a_token_right_after_a_revoke_and_reactivation_in_the_same_second_works_at_once(
+    factory: Factory, admin: str, account: dict[str, Any]
+) -> None:
+    """Revoke, activate and ask for a token within one wall-clock second: the new token is
+    issued without waiting out the second (its iat falls just after the revocation cut-off,
+    never in the future), the API and PyJWT without leeway accept it, and the token from
+    before the revoke stays dead."""
+    jwks = factory.client.get("/oidc/jwks").json()
+    public = {k["kid"]: jwt.PyJWK(k) for k in jwks["keys"]}
+    for _ in range(5):  # until the four steps fit in one second
+        before = factory.sa_token(account)
+        started = time.time()
+        for action in ("revoke", "activate"):
+            r = factory.client.post(f"{ACCOUNTS}/{account['id']}/{action}", headers=bearer(admin))
+            assert r.status_code == 200, r.text
+        r = factory.token_response(account["clientId"], account["clientSecret"])
+        took = time.time() - started
+        assert r.status_code == 200, r.text
+        after = r.json()["access_token"]
+        if int(time.time()) == int(started):
+            break
+    else:  # each try takes ~20 ms: only a server that waits out the second gets here
+        pytest.fail("the token request never came in the second of the revoke")
+    assert took < 0.5, f"the token request waited ({took:.2f} s)"
+    claims = jwt.decode(
+        after,
+        public[jwt.get_unverified_header(after)["kid"]],
+        algorithms=["RS256", "ES256", "EdDSA"],
+        audience=factory.settings.audience,
+        leeway=0,
+    )
+    assert int(claims["iat"]) == int(started)
+    assert factory.client.get(STRUCTURES, headers=bearer(after)).status_code == 200
+    r = factory.client.get(STRUCTURES, headers=bearer(before))
+    assert (r.status_code, r.json()) == (401, TOKEN_REVOKED)

@@ -46,7 +46,8 @@ ACCOUNT_FIELDS = {
     "createdAt",
     "createdBy",
 }
-ROTATION_FIELDS = {"id", "clientId", "clientSecret", "name", "workspace", "updatedAt"}
+# The guide's rotate answer, plus the new secret's id (several secrets per account).
+ROTATION_FIELDS = {"id", "clientId", "clientSecret", "secretId", "name", "workspace", "updatedAt"}
 GUIDE_BODY = {
     "name": "Production API Client",
     "description": "Main service account for production API access",
@@ -187,7 +188,7 @@ def assert_token_ok(r: httpx.Response, account: dict[str, Any]) -> dict[str, Any
 
 
 def without_secret(account: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in account.items() if k != "clientSecret"}
+    return {k: v for k, v in account.items() if k not in ("clientSecret", "secretId")}
 
 
 def assert_no_secret_material(payload: Any, secrets: list[str]) -> None:
@@ -201,7 +202,9 @@ def assert_no_secret_material(payload: Any, secrets: list[str]) -> None:
     def walk(node: Any) -> None:
         if isinstance(node, dict):
             for key, value in node.items():
-                assert "secret" not in key.lower() and "hash" not in key.lower(), key
+                # A secret's id (never the secret) is named in the answers and audit events.
+                if key != "secretId":
+                    assert "secret" not in key.lower() and "hash" not in key.lower(), key
                 walk(value)
         elif isinstance(node, list):
             for item in node:
@@ -619,6 +622,18 @@ def test_rotate_twice_only_the_latest_secret_works(env: Env) -> None:
     assert_invalid_client(env.token(account["clientId"], account["clientSecret"]))
     assert_invalid_client(env.token(account["clientId"], first))
     assert_token_ok(env.token(account["clientId"], second), account)
+
+
+def test_each_rotation_names_a_new_secret_id_never_reused(env: Env) -> None:
+    """A secret id names one secret for good (the audit log refers to it), even after the
+    secret it named was deleted by a rotation."""
+    account = env.create(name="Ids")
+    ids = [account["secretId"]]
+    for _ in range(3):
+        ids.append(env.call("POST", f"{BASE}/{account['id']}/rotate").json()["secretId"])
+    assert ids == sorted(set(ids)), ids
+    listed = env.call("GET", f"{BASE}/{account['id']}/secrets").json()["data"]
+    assert [s["id"] for s in listed] == [ids[-1]]
 
 
 @pytest.mark.parametrize(

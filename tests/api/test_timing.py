@@ -2,10 +2,10 @@
 client_id and a wrong secret, so the answer's timing does not tell whether a client exists
 (README "Design choices": every failure costs the same work).
 
-The layer measured is ``prepare_token_request`` + ``complete_token_request`` with the real
-``SqlClientStore`` on the test database: the work that differs between the two failures is
-exactly there (the indexed lookup, a hit or a miss, and the hash compare, against the stored
-hash or the dummy one), while the ASGI dispatcher, the middleware and the form parser in front
+The layer measured is the lookup (the real ``SqlClientStore`` on the test database) and the
+secret method's ``verify``: the work that differs between the failures is exactly there (the
+indexed lookup, a hit or a miss, and the hash compared with the stored hashes, one or five,
+or with dummies), while the ASGI dispatcher, the middleware and the form parser in front
 of it do the same thing for both and would only dilute it: a request through the ASGI app
 costs ~180 µs here against ~20 µs for the lookup and the hash on SQLite, so a difference of
 several microseconds would hide inside a 10 % tolerance (at that layer today's difference
@@ -14,9 +14,10 @@ measures 2-3 %).
 A SHA-256 of the secret is ~1.5 µs, a few percent of even the SQLite lookup, so whether a
 skipped hash shows against the store's cost depends on what else differs between a hit and a
 miss (today it does: 12-22 %, from a residual 7-8 %). The second test therefore measures the
-same two failures through ``authenticate_client`` with an in-memory store of constant cost, where
-the hash and the compare are most of the work: a skipped hash there is a 60 % difference (both
-checked by monkeypatching ``verify_secret`` in a throwaway run).
+same failures with an in-memory store of constant cost, where the hash and the compares are
+most of the work: a skipped hash there is a 60 % difference (checked by monkeypatching the
+hash in a throwaway run), and so would be one comparison per stored secret instead of a fixed
+number.
 
 Robust on a loaded 2-core machine: warm-up first, garbage collector off while measuring, the two
 cases interleaved in alternating order (AB, BA, ...) so drift hits both alike, the verdict from
@@ -30,22 +31,15 @@ import statistics
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, cast
 
 import pytest
 
 from centrali.config import Settings
-from centrali.oauth.client_auth import ClientCredentials, authenticate_client
+from centrali.oauth.client_auth import METHODS, POST, ClientCredentials
 from centrali.oauth.credentials import generate_client_secret, hash_secret
 from centrali.oauth.errors import InvalidClientError
-from centrali.oauth.ports import ClientRecord
-from centrali.oauth.token_endpoint import (
-    TokenRequest,
-    complete_token_request,
-    prepare_token_request,
-)
+from centrali.oauth.ports import ClientRecord, StoredSecret
 from centrali.store.client_store import SqlClientStore
-from centrali.web.runtime import SystemClock
 from tests.conftest import ISSUER
 from tests.factories import Factory
 
@@ -120,68 +114,101 @@ def assert_same_cost(known: Callable[[], int], unknown: Callable[[], int]) -> No
     pytest.fail("failures cost different times: " + "; ".join(verdicts))
 
 
-@pytest.fixture
-def store(factory: Factory) -> Iterator[tuple[SqlClientStore, str]]:
-    """The token endpoint's store on the test database, and a known client_id in it."""
-    factory.workspace()
+def _account_with_secrets(factory: Factory, extra: int) -> str:
+    """A service account made over HTTP, with ``extra`` more secrets than the one it got."""
     account = factory.service_account(factory.admin())
+    headers = {"Authorization": f"Bearer {factory.admin()}"}
+    base = f"/workspace/{account['workspace']}/api/v1/service-accounts/{account['id']}"
+    for _ in range(extra):
+        r = factory.client.post(f"{base}/secrets", headers=headers, json={})
+        assert r.status_code == 201, r.text
+    return str(account["clientId"])
+
+
+@pytest.fixture
+def store(factory: Factory) -> Iterator[tuple[SqlClientStore, str, str]]:
+    """The token endpoint's store on the test database, and two known client_ids in it: one
+    with 1 secret, one with 5."""
+    factory.workspace()
+    one = _account_with_secrets(factory, 0)
+    five = _account_with_secrets(factory, 4)
     clients = SqlClientStore(factory.db.autocommit_engine)
-    yield clients, account["clientId"]
+    yield clients, one, five
     clients.close()
 
 
+def _lookup_and_verify(
+    find: Callable[[str], ClientRecord | None], client_id: str, secret: str
+) -> Callable[[], object]:
+    """The work that differs between the failures: the lookup, then the secret check."""
+    method = METHODS[POST]
+    credentials = ClientCredentials(client_id, secret, POST)
+    return lambda: method.verify(credentials, find(client_id), time.time())
+
+
+@pytest.mark.parametrize("secrets", ["one-secret", "five-secrets"])
 def test_unknown_client_costs_the_same_as_a_wrong_secret(
-    store: tuple[SqlClientStore, str], factory: Factory
+    store: tuple[SqlClientStore, str, str], secrets: str
 ) -> None:
-    clients, client_id = store
-    runtime = cast(Any, factory.client.app).app.state.runtime  # the endpoint's issuer config
-    clock = SystemClock()
+    clients, one, five = store
+    client_id = one if secrets == "one-secret" else five
     wrong_secret = generate_client_secret()
 
-    def request(cid: str) -> Callable[[], object]:
-        form = {
-            "grant_type": "client_credentials",
-            "client_id": cid,
-            "client_secret": wrong_secret,
-        }
-        token_request = TokenRequest(form=form)
-        return lambda: complete_token_request(
-            prepare_token_request(token_request),
-            clients=clients,
-            config=runtime.issuer_config,
-            clock=clock,
-        )
+    def find(cid: str) -> ClientRecord | None:
+        return clients.find_clients([cid])[0]
 
-    assert_same_cost(known=_refused(request(client_id)), unknown=_refused(request(UNKNOWN_ID)))
+    assert_same_cost(
+        known=_refused(_lookup_and_verify(find, client_id, wrong_secret)),
+        unknown=_refused(_lookup_and_verify(find, UNKNOWN_ID, wrong_secret)),
+    )
 
 
-class _ConstantCostStore:
-    """A ``ClientStore`` whose hit and miss cost the same: one dict probe."""
+def test_five_secrets_cost_the_same_as_one(store: tuple[SqlClientStore, str, str]) -> None:
+    clients, one, five = store
+    wrong_secret = generate_client_secret()
 
-    def __init__(self, record: ClientRecord) -> None:
-        self._records = {record.client_id: record}
+    def find(cid: str) -> ClientRecord | None:
+        return clients.find_clients([cid])[0]
 
-    def find_client(self, client_id: str) -> ClientRecord | None:
-        return self._records.get(client_id)
+    assert_same_cost(
+        known=_refused(_lookup_and_verify(find, five, wrong_secret)),
+        unknown=_refused(_lookup_and_verify(find, one, wrong_secret)),
+    )
 
 
-def test_unknown_client_is_hashed_and_compared_like_a_wrong_secret() -> None:
-    known = ClientRecord(
-        client_id="ci_0123456789abcdefghij",
-        secret_hash=hash_secret(generate_client_secret()),
+def _record(client_id: str, secrets: int) -> ClientRecord:
+    return ClientRecord(
+        client_id=client_id,
+        secrets=tuple(
+            StoredSecret(i + 1, hash_secret(generate_client_secret())) for i in range(secrets)
+        ),
         active=True,
         workspace="acme-corp",
         grant_types=("client_credentials",),
         scopes=("openid",),
         groups=("api-users",),
     )
-    clients = _ConstantCostStore(known)
+
+
+@pytest.mark.parametrize(
+    ("known_secrets", "other_secrets", "other_id"),
+    [
+        pytest.param(1, 0, UNKNOWN_ID, id="one-secret-vs-unknown"),
+        pytest.param(5, 0, UNKNOWN_ID, id="five-secrets-vs-unknown"),
+        pytest.param(5, 1, "ci_1111111111aaaaaaaaaa", id="five-secrets-vs-one"),
+    ],
+)
+def test_secret_check_costs_the_same_whatever_the_client_holds(
+    known_secrets: int, other_secrets: int, other_id: str
+) -> None:
+    """With a store of constant cost (one dict probe), the hash and the comparisons are most
+    of the work: a skipped hash, or a comparison per stored secret, would show here."""
+    known = _record("ci_0123456789abcdefghij", known_secrets)
+    records = {known.client_id: known}
+    if other_secrets:
+        records[other_id] = _record(other_id, other_secrets)
     wrong_secret = generate_client_secret()
-
-    def attempt(cid: str) -> Callable[[], object]:
-        creds = ClientCredentials(cid, wrong_secret, "client_secret_post")
-        return lambda: authenticate_client(creds, clients)
-
     assert_same_cost(
-        known=_refused(attempt(known.client_id)), unknown=_refused(attempt(UNKNOWN_ID))
+        known=_refused(_lookup_and_verify(records.get, known.client_id, wrong_secret)),
+        unknown=_refused(_lookup_and_verify(records.get, other_id, wrong_secret)),
     )

@@ -4,9 +4,13 @@
 An admin signs in through the OpenID Connect login page, creates a service account and
 reads its secret once, reloads and finds it gone, gets a token with it over HTTP, rotates
 (the old secret is refused, the new one works), revokes, activates, edits, deletes with
-confirmation, and reads the audit log. Each page is saved as a screenshot under
-``test-artifacts/console/<store>/``; with ``CENTRALI_UPDATE_DOCS_SCREENSHOT=1`` the
-service-account list also goes to ``docs/console-service-accounts.png`` for the README.
+confirmation, and reads the audit log. A second scenario manages several secrets of one
+account: adds one (shown once), rotates with a grace period, deletes one (and is refused the
+last one), and finds "last used" and the expiry badge in the list. Each page is saved as a
+screenshot under ``test-artifacts/console/<store>/`` (``.../secrets/<store>/`` for the
+second); with ``CENTRALI_UPDATE_DOCS_SCREENSHOT=1`` the service-account list also goes to
+``docs/console-service-accounts.png`` and the secrets of an account to
+``docs/console-secrets.png`` for the README.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +37,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "console"
 DOCS_SCREENSHOT = ROOT / "docs" / "console-service-accounts.png"
+DOCS_SECRETS_SCREENSHOT = ROOT / "docs" / "console-secrets.png"
 WORKSPACE = "acme-corp"
 ADMIN = "admin@acme.test"
 PASSWORD = "correct horse battery staple"
@@ -39,6 +45,8 @@ STEP_TIMEOUT_MS = 10_000
 # The whole scenario, store and server start included, stays inside this.
 BUDGET_SECONDS = 90
 SECRET = re.compile(r"sk_[0-9a-f]{64}")
+# Uses of a credential are flushed to the store every 5 s and show within 10 s.
+LAST_USED_WAIT_SECONDS = 15
 CONSOLE_FILES = ROOT / "src" / "centrali" / "web" / "console"
 
 
@@ -91,6 +99,8 @@ def console_server(
 def shots(request: pytest.FixtureRequest) -> Shots:
     backend = request.node.callspec.params.get("console_server", "run")
     folder = ARTIFACTS / backend
+    if request.node.originalname == "test_console_manages_secrets":
+        folder = ARTIFACTS / "secrets" / backend
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     return Shots(folder)
@@ -240,7 +250,9 @@ def test_console_manages_service_accounts(
     # --- rotate --------------------------------------------------------------------------
     page.locator("#rotate").click()
     dialog = page.get_by_role("dialog")
-    expect(dialog).to_contain_text("old one stops working")
+    expect(dialog).to_contain_text("other secrets stop working at once")
+    # No grace period unless one is chosen: the old secret stops now.
+    expect(dialog.locator("#rotate-grace")).to_have_value("0")
     shots(page, "rotate-confirm", full_page=False)
     dialog.get_by_role("button", name="Rotate secret").click()
     expect(page.locator("#secret-panel h2")).to_have_text("New client secret")
@@ -379,6 +391,230 @@ def test_console_manages_service_accounts(
 
     assert problems == []
     assert listed.exists()
+    assert time.monotonic() - started_at < BUDGET_SECONDS
+
+
+@pytest.mark.e2e
+def test_console_manages_secrets(
+    started_at: float, console_server: Server, browser_page: tuple[Any, list[str]], shots: Shots
+) -> None:
+    """Several secrets of one account: listed with their hints, added (shown once), rotated
+    with a grace period (the old ones listed with their new expiry, and still working),
+    deleted (the last one refused in words); "last used" and the expiry badge in the list."""
+    from playwright.sync_api import expect
+
+    server = console_server
+    page, problems = browser_page
+    base = server.base_url
+    expect.set_options(timeout=STEP_TIMEOUT_MS)
+    user_token = cli_inproc(server.env, "user", "token", ADMIN, "--workspace", WORKSPACE).strip()
+    api = f"/workspace/{WORKSPACE}/api/v1/service-accounts"
+
+    def management(method: str, path: str, **kwargs: Any) -> httpx.Response:
+        with server.client() as http:
+            http.headers["Authorization"] = f"Bearer {user_token}"
+            return http.request(method, f"{api}{path}", **kwargs)
+
+    def hint(secret: str) -> str:
+        return "\u2026" + secret[-4:]
+
+    page.goto(f"{base}/console")
+    sign_in(page)
+    expect(page.get_by_role("heading", name="Service accounts")).to_be_visible()
+
+    # --- a new account: its one secret, listed by its hint -----------------------------
+    page.get_by_role("link", name="New service account").click()
+    page.locator("#name").fill("Billing exporter")
+    page.get_by_role("button", name="Create service account").click()
+    expect(page.locator("#secret-panel")).to_be_visible()
+    first = page.locator("#one-time-secret").input_value()
+    assert SECRET.fullmatch(first), first
+    client_id = page.locator("#client-id").inner_text()
+    account_id = int(page.url.rsplit("/", 1)[1])
+    rows = page.locator("#secrets tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows.first.locator(".hint")).to_have_text(hint(first))
+    expect(rows.first.locator(".expires")).to_have_text("never")
+    expect(rows.first.locator(".last-used")).to_have_text("never")
+    expect(rows.first).to_contain_text("you")
+    expect(page.locator("#secret-panel")).to_contain_text(f"listed below as {hint(first)}")
+    expect(page.locator("#details")).to_contain_text("Last used")
+    page.locator("#hide-secret").click()
+    expect(page.locator("#secret-panel")).to_have_count(0)
+    assert client_token(server, client_id, first).status_code == 200
+
+    # --- add a second secret that expires in 10 days: shown once -----------------------
+    expiry_day = (datetime.now(UTC) + timedelta(days=10)).date().isoformat()
+    page.locator("#secret-expires").fill(expiry_day)
+    page.locator("#add-secret").click()
+    panel = page.locator("#secret-panel")
+    expect(panel.locator("h2")).to_have_text("New client secret")
+    expect(panel).to_contain_text("shown this once")
+    expect(panel).to_contain_text("other secrets keep working")
+    added = page.locator("#one-time-secret").input_value()
+    assert SECRET.fullmatch(added) and added != first
+    expect(panel).to_contain_text(hint(added))
+    expect(rows).to_have_count(2)
+    # Newest first; the browser runs in UTC, so the day starts at 00:00Z.
+    expect(rows.first.locator(".hint")).to_have_text(hint(added))
+    expect(rows.first.locator(".expires time")).to_have_attribute(
+        "datetime", re.compile(rf"^{expiry_day}T00:00")
+    )
+    expect(rows.last.locator(".hint")).to_have_text(hint(first))
+    assert added not in stored_in_browser(page) and added not in page.url
+    shots(page, "secret-added")
+    assert client_token(server, client_id, added).status_code == 200
+    assert client_token(server, client_id, first).status_code == 200
+    page.locator("#hide-secret").click()
+
+    # A third one, through the API, that expires in 3 s: listed later as expired.
+    short_until = datetime.now(UTC) + timedelta(seconds=3)
+    short = management(
+        "POST", f"/{account_id}/secrets", json={"expiresAt": short_until.isoformat()}
+    )
+    assert short.status_code == 201, short.text
+    short_id = short.json()["id"]
+
+    # --- rotate, the old secrets kept for 24 hours --------------------------------------
+    page.locator("#rotate").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text("grace period")
+    grace = dialog.locator("#rotate-grace")
+    expect(grace).to_have_value("0")
+    assert grace.locator("option").all_inner_texts() == [
+        "None \u2014 old secret stops now",
+        "1 hour",
+        "24 hours",
+        "7 days",
+    ]
+    grace.select_option(label="24 hours")
+    shots(page, "rotate-with-grace", full_page=False)
+    with page.expect_request(f"{base}{api}/{account_id}/rotate") as rotate_request:
+        dialog.get_by_role("button", name="Rotate secret").click()
+    assert rotate_request.value.post_data_json == {
+        "revokeTokens": False,
+        "gracePeriodSeconds": 86400,
+    }
+    rotated_at = datetime.now(UTC)
+    expect(page.locator("#secret-after")).to_contain_text("keep working until")
+    rotated = page.locator("#one-time-secret").input_value()
+    assert SECRET.fullmatch(rotated) and rotated not in {first, added}
+    # The new secret and the old ones, each old one now with an expiry within the grace.
+    expect(rows).to_have_count(4)
+    expect(rows.first.locator(".hint")).to_have_text(hint(rotated))
+    expect(page.locator("#secret-panel")).to_contain_text(f"listed below as {hint(rotated)}")
+    expect(rows.first.locator(".expires")).to_have_text("never")
+    for old in [rows.nth(2), rows.nth(3)]:
+        expect(old.locator(".expires time")).to_have_count(1)
+    expect(rows.nth(2).locator(".hint")).to_have_text(hint(added))
+    expect(rows.nth(3).locator(".hint")).to_have_text(hint(first))
+    listed = management("GET", f"/{account_id}/secrets").json()["data"]
+    assert [s["hint"] for s in listed] == [
+        hint(rotated),
+        short.json()["hint"],
+        hint(added),
+        hint(first),
+    ]
+    assert listed[0]["expiresAt"] is None
+    for old in listed[1:]:
+        until = datetime.fromisoformat(old["expiresAt"])
+        assert until <= rotated_at + timedelta(days=1, seconds=5), old
+    shots(page, "rotated-with-grace")
+    # Within the grace period the old secrets still work, and so does the new one.
+    assert client_token(server, client_id, first).status_code == 200
+    assert client_token(server, client_id, rotated).status_code == 200
+    page.locator("#hide-secret").click()
+
+    # --- delete the oldest secret, with confirmation ----------------------------------
+    rows.last.locator("[data-delete-secret]").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text(hint(first))
+    expect(dialog).to_contain_text("stops working at once")
+    shots(page, "secret-delete-confirm", full_page=False)
+    dialog.get_by_role("button", name="Delete secret").click()
+    expect(page.locator("#secrets-slot [role=status]")).to_contain_text("was deleted")
+    expect(rows).to_have_count(3)
+    expect(page.locator("#secrets")).not_to_contain_text(hint(first))
+    refused = client_token(server, client_id, first)
+    assert refused.status_code == 401 and refused.json()["error"] == "invalid_client"
+
+    # --- the short one has expired: marked so after a fresh look ---------------------
+    time.sleep(max(0.0, (short_until - datetime.now(UTC)).total_seconds() + 0.2))
+    page.locator("a.back").click()
+    page.get_by_role("link", name="Billing exporter").click()
+    expired_row = page.locator(f"#secrets tbody tr[data-secret-id='{short_id}']")
+    expect(expired_row.locator(".badge-expired")).to_have_text("expired")
+    expect(rows).to_have_count(3)
+    shots(page, "secrets")
+    # --- the last working credential cannot be deleted: the server's reason in words ---
+    nightly = management("POST", "", json={"name": "Nightly report"}).json()
+    page.locator("a.back").click()
+    page.get_by_role("link", name="Nightly report").click()
+    expect(rows).to_have_count(1)
+    rows.first.locator("[data-delete-secret]").click()
+    page.get_by_role("dialog").get_by_role("button", name="Delete secret").click()
+    alert = page.locator("#secrets-slot [role=alert]")
+    expect(alert).to_contain_text("The secret was not deleted.")
+    alert_text = alert.inner_text().strip()
+    assert "{" not in alert_text and '"error"' not in alert_text, alert_text
+    assert alert_text.endswith("."), alert_text
+    expect(rows).to_have_count(1)
+    shots(page, "last-secret-refused")
+
+    # --- the list: "last used" once the server has flushed it, and the expiry badge -----
+    # Poll the API (not the page) until the uses above are flushed, then look once.
+    def used_seen() -> bool:
+        account = management("GET", f"/{account_id}").json()
+        listed = management("GET", f"/{account_id}/secrets").json()["data"]
+        by_hint = {s["hint"]: s for s in listed}
+        return bool(account["lastUsedAt"] and by_hint[hint(added)]["lastUsedAt"])
+
+    deadline = time.monotonic() + LAST_USED_WAIT_SECONDS
+    while not used_seen():
+        assert time.monotonic() < deadline, f"no lastUsedAt after {LAST_USED_WAIT_SECONDS} s"
+        time.sleep(0.5)
+    page.locator("#nav").get_by_role("link", name="Service accounts").click()
+    billing = page.locator(f"#accounts tbody tr[data-account-id='{account_id}']")
+    report = page.locator(f"#accounts tbody tr[data-account-id='{nightly['id']}']")
+    expect(billing.locator(".last-used time")).to_have_text(
+        re.compile(r"^(just now|\d+ minutes? ago)$")
+    )
+    # The old secret kept for 24 hours is the first to expire.
+    expect(billing.locator(".badge-expiring")).to_have_text("expires in 1 day")
+    expect(report.locator(".last-used")).to_have_text("never")
+    expect(report.locator(".badge-expiring")).to_have_count(0)
+    shots(page, "service-accounts-last-used")
+
+    # And each secret's own last use on the account page.
+    page.get_by_role("link", name="Billing exporter").click()
+    used = page.locator("#secrets tbody tr", has=page.locator(".hint", has_text=hint(added)))
+    expect(used.locator(".last-used time")).to_have_count(1)
+    expect(expired_row.locator(".last-used")).to_have_text("never")
+    last_used = page.locator("#details dt", has_text="Last used").locator(
+        "xpath=following-sibling::dd[1]"
+    )
+    expect(last_used.locator("time")).to_have_count(1)
+    shots(page, "secrets-last-used")
+    if os.environ.get("CENTRALI_UPDATE_DOCS_SCREENSHOT"):
+        end = page.locator("#secrets-section").bounding_box()
+        assert end is not None
+        height = end["y"] + end["height"] + 24
+        page.screenshot(
+            path=str(DOCS_SECRETS_SCREENSHOT),
+            clip={"x": 0, "y": 0, "width": 1280, "height": height},
+            full_page=True,
+        )
+
+    # --- the audit log names the changes, never a secret -------------------------------
+    page.locator("#nav").get_by_role("link", name="Audit log").click()
+    expect(page.locator("#audit-events tbody tr").first).to_be_visible()
+    audit_text = page.locator("#audit-events").inner_text()
+    for label in ["Secret added", "Secret deleted", "Secret rotated", "grace period: 1 day"]:
+        assert label in audit_text, label
+    for secret in [first, added, rotated]:
+        assert secret not in audit_text
+
+    assert problems == []
     assert time.monotonic() - started_at < BUDGET_SECONDS
 
 

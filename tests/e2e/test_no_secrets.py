@@ -5,8 +5,9 @@ A real ``centrali serve`` at log level debug is driven through everything that h
 credentials: create, rotate twice, good and wrong token requests (form, Basic, JSON, query
 string, repeated parameters), revoked and deleted accounts, API calls with live and dead
 tokens, the audit API and CLI. Then its whole stdout and stderr, and every column of every
-table except the two that must hold key material (``service_accounts.secret_hash``,
-``signing_keys.private_pem``), are searched for every credential seen on the way.
+table except the ones that must hold key material (``service_account_secrets.secret_hash``,
+its copy for the token endpoint ``service_accounts.secrets``, ``signing_keys.private_pem``),
+are searched for every credential seen on the way.
 """
 
 from __future__ import annotations
@@ -35,7 +36,11 @@ WS = "acme-corp"
 ADMIN = "admin@acme-corp.test"
 ACCOUNTS = f"/workspace/{WS}/api/v1/service-accounts"
 # The only places credential material may live.
-KEY_COLUMNS = {("service_accounts", "secret_hash"), ("signing_keys", "private_pem")}
+KEY_COLUMNS = {
+    ("service_account_secrets", "secret_hash"),
+    ("service_accounts", "secrets"),
+    ("signing_keys", "private_pem"),
+}
 
 
 @dataclass
@@ -231,10 +236,7 @@ def dump_store(url: str) -> tuple[str, list[str]]:
                 for row in conn.execute(select(*columns)):
                     parts.append(json.dumps([table.name, *map(_text, row)]))
             hashes = [
-                h
-                for (h,) in conn.execute(
-                    text("SELECT secret_hash FROM service_accounts WHERE secret_hash IS NOT NULL")
-                )
+                h for (h,) in conn.execute(text("SELECT secret_hash FROM service_account_secrets"))
             ]
         return "\n".join(parts), hashes
     finally:

@@ -169,14 +169,23 @@ def check_store_invariants(env: Mapping[str, str]) -> int:
     from sqlalchemy import select
 
     from centrali.store.db import Database
-    from centrali.store.tables import Group, ServiceAccount, ServiceAccountGroup, Workspace
+    from centrali.store.tables import (
+        Group,
+        ServiceAccount,
+        ServiceAccountGroup,
+        ServiceAccountSecret,
+        Workspace,
+    )
 
     db = Database(store_url(env))
     try:
         with db.read() as session:
             sa = ServiceAccount
             accounts = session.execute(
-                select(sa.id, sa.workspace_id, sa.status, sa.secret_hash, sa.group_names)
+                select(sa.id, sa.workspace_id, sa.status, sa.secrets, sa.group_names)
+            ).all()
+            secret_rows = session.execute(
+                select(ServiceAccountSecret.service_account_id, ServiceAccountSecret.id)
             ).all()
             links = session.execute(
                 select(ServiceAccountGroup.service_account_id, Group.name).join(
@@ -190,13 +199,20 @@ def check_store_invariants(env: Mapping[str, str]) -> int:
     for account_id, name in links:
         linked.setdefault(account_id, []).append(name)
     live: dict[int, int] = {}
-    for account_id, workspace_id, status, secret_hash, group_names in accounts:
+    held: dict[int, set[int]] = {}
+    for account_id, secret_id in secret_rows:
+        held.setdefault(account_id, set()).add(secret_id)
+    for account_id, workspace_id, status, copy, group_names in accounts:
         names = json.loads(group_names) if isinstance(group_names, str) else group_names
         assert sorted(names or []) == sorted(linked.get(account_id, [])), (
             f"account {account_id}: group_names {names}, groups {linked.get(account_id)}"
         )
+        copy = json.loads(copy) if isinstance(copy, str) else copy
+        copied = {entry[0] for entry in copy or [] if entry[0]}
+        # The token endpoint's copy names exactly the account's secrets (none expire here).
+        assert copied == held.get(account_id, set()), (account_id, copied, held.get(account_id))
         if status != "deleted":
-            assert secret_hash, f"live account {account_id} without a secret hash"
+            assert copied, f"live account {account_id} without a secret"
             live[workspace_id] = live.get(workspace_id, 0) + 1
     for workspace_id, count in counts:
         assert count == live.get(workspace_id, 0), (workspace_id, count, live.get(workspace_id))

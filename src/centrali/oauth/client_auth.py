@@ -1,24 +1,43 @@
-"""Client authentication at the token endpoint (RFC 6749 §2.3.1): client_secret_basic and
-client_secret_post, never both in one request; and ``none`` for public clients (§2.1,
-§3.2.1: ``client_id`` in the body, no secret), offered only for the grants that allow it.
+"""Client authentication (RFC 6749 §2.3, §3.2.1): the one pipeline every endpoint that
+authenticates a client runs (token, introspection, revocation), in this order:
 
-Service accounts are unaffected by ``none``: a grant that does not allow it keeps answering
-a ``client_id`` without a secret with 401 ``invalid_client``, and a public client id is
-never looked up among the service accounts (nor the other way round)."""
+    extract the credentials (one method per request)
+    → limits: look (a source already held back is refused before any lookup)
+    → look up the client (confidential: batched with the other lookups of the moment)
+    → verify with the method the request used (a registry: ``METHODS``)
+    → limits: conclude (one atomic step: refuse while a budget is spent, else charge a
+      failure or take the issuance token)
+    → record the failure (counts per client and reason) or the credential's use
+    → the endpoint's own work (``then``), and the issuance token given back if it fails.
+
+Methods: ``client_secret_basic`` and ``client_secret_post`` check a secret against every
+live secret of the account (constant work, ``credentials.match_secret``); ``none`` is a
+registered public client naming itself (§2.1; only for the grants that allow it: the user
+grants and revoking its own refresh tokens). A new method (``private_key_jwt``, a federated
+assertion) is one class with ``verify`` and one line in ``METHODS``.
+
+Every failure of a confidential client is the same 401 ``invalid_client`` after the same
+work; ``InvalidClientError.detail`` carries a short reason label for the counts and metrics
+(``REASONS``), never sent.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import ClassVar, Protocol, TypeVar
 from urllib.parse import unquote_plus
 
-from centrali.oauth.credentials import verify_secret
-from centrali.oauth.errors import InvalidClientError, InvalidRequestError
-from centrali.oauth.ports import ClientRecord, ClientStore
-from centrali.oauth.user_ports import PublicClient, PublicClientStore
+from centrali.oauth.credentials import match_secret
+from centrali.oauth.errors import InvalidClientError, InvalidRequestError, OAuthError
+from centrali.oauth.limits import Admission, SlowDownError, TokenLimiter
+from centrali.oauth.ports import ClientRecord, ClientStore, CredentialUsage, FailureLog
+from centrali.oauth.user_ports import PublicClient, PublicClientLookup
+
+T = TypeVar("T")
 
 BASIC = "client_secret_basic"
 POST = "client_secret_post"
@@ -26,6 +45,17 @@ NONE = "none"
 AUTH_METHODS = (BASIC, POST)
 # The token endpoint's: AUTH_METHODS for confidential clients, "none" for public ones.
 TOKEN_AUTH_METHODS = (BASIC, POST, NONE)
+
+# Reason labels of a refused authentication (InvalidClientError.detail).
+NO_CREDENTIALS = "no_credentials"
+UNKNOWN_CLIENT = "unknown_client"
+WRONG_SECRET = "wrong_secret"
+INACTIVE_CLIENT = "inactive_client"
+RATE_LIMITED = "rate_limited"
+REASONS = frozenset({NO_CREDENTIALS, UNKNOWN_CLIENT, WRONG_SECRET, INACTIVE_CLIENT})
+# Refusals counted per client id in the store (the rest are the caller's own mistakes).
+COUNTED = frozenset({UNKNOWN_CLIENT, WRONG_SECRET, INACTIVE_CLIENT, RATE_LIMITED})
+
 _MAX_CREDENTIAL_LEN = 512
 _LOOKUP_ID = re.compile(rf"[\x21-\x7e]{{1,{_MAX_CREDENTIAL_LEN}}}")
 
@@ -34,6 +64,9 @@ def is_lookup_id(client_id: str) -> bool:
     """Whether ``client_id`` may be looked up at all: printable ASCII, not too long (a NUL or
     a control character never reaches SQL)."""
     return _LOOKUP_ID.fullmatch(client_id) is not None
+
+
+# --- extract ---------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +93,7 @@ def extract_client_credentials(
     if allow_none and body_id is not None and body_secret is None:
         return ClientCredentials(body_id, "", NONE)
     if body_id is None or body_secret is None:
-        raise InvalidClientError(detail="no client authentication")
+        raise InvalidClientError(detail=NO_CREDENTIALS)
     return ClientCredentials(body_id, body_secret, POST)
 
 
@@ -80,33 +113,177 @@ def _parse_basic(authorization: str | None) -> tuple[str, str] | None:
     # §2.3.1: id and secret are form-urlencoded before Basic encoding.
     client_id, secret = unquote_plus(client_id), unquote_plus(secret)
     if not client_id or not secret:
-        raise InvalidClientError(detail="empty basic credentials", basic=True)
+        raise InvalidClientError(detail=NO_CREDENTIALS, basic=True)
     return client_id, secret
 
 
-def authenticate_client(creds: ClientCredentials, store: ClientStore) -> ClientRecord:
-    """The authenticated client, or InvalidClientError after the same work in every case."""
-    basic = creds.method == BASIC
-    record = None
-    if is_lookup_id(creds.client_id):
-        record = store.find_client(creds.client_id)
-    secret = creds.client_secret[:_MAX_CREDENTIAL_LEN]
-    secret_ok = verify_secret(secret, record.secret_hash if record is not None else None)
-    if record is None:
-        raise InvalidClientError(detail="unknown client", basic=basic)
-    if not secret_ok or len(creds.client_secret) > _MAX_CREDENTIAL_LEN:
-        raise InvalidClientError(detail="wrong secret", basic=basic)
-    if not record.active:
-        raise InvalidClientError(detail="client not active", basic=basic)
-    return record
+# --- verify ----------------------------------------------------------------------------------
 
 
-def authenticate_public_client(creds: ClientCredentials, store: PublicClientStore) -> PublicClient:
-    """The registered public client named by ``client_id`` (method ``none``), or
-    InvalidClientError. No secret to compare: a public client id is not a secret."""
-    record = None
-    if creds.method == NONE and is_lookup_id(creds.client_id):
-        record = store.find_public_client(creds.client_id)
-    if record is None:
-        raise InvalidClientError(detail="unknown client")
-    return record
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    """Who the request proved to be, how, and with which stored credential."""
+
+    client: ClientRecord | PublicClient
+    method: str
+    credential_id: int | None = None
+
+    @property
+    def confidential(self) -> ClientRecord:
+        """The confidential client (InvalidClientError for a public one)."""
+        if not isinstance(self.client, ClientRecord):
+            raise InvalidClientError(detail=UNKNOWN_CLIENT)
+        return self.client
+
+
+class ClientAuthMethod(Protocol):
+    name: ClassVar[str]
+
+    def verify(
+        self, credentials: ClientCredentials, client: ClientRecord | None, now: float
+    ) -> Authenticated:
+        """The authenticated client, or InvalidClientError (detail: a reason label) after
+        the same work whether or not ``client`` exists."""
+        ...
+
+
+class _SecretMethod:
+    """client_secret_basic / client_secret_post: one of the account's live secrets."""
+
+    name: ClassVar[str] = POST
+    basic: ClassVar[bool] = False
+
+    def verify(
+        self, credentials: ClientCredentials, client: ClientRecord | None, now: float
+    ) -> Authenticated:
+        given = credentials.client_secret
+        found = match_secret(
+            given[:_MAX_CREDENTIAL_LEN], client.secrets if client is not None else (), now
+        )
+        if client is None:
+            raise InvalidClientError(detail=UNKNOWN_CLIENT, basic=self.basic)
+        if found is None or len(given) > _MAX_CREDENTIAL_LEN:
+            raise InvalidClientError(detail=WRONG_SECRET, basic=self.basic)
+        if not client.active:
+            raise InvalidClientError(detail=INACTIVE_CLIENT, basic=self.basic)
+        return Authenticated(client, self.name, found.id)
+
+
+class ClientSecretPost(_SecretMethod):
+    name = POST
+
+
+class ClientSecretBasic(_SecretMethod):
+    name = BASIC
+    basic = True
+
+
+METHODS: dict[str, ClientAuthMethod] = {
+    BASIC: ClientSecretBasic(),
+    POST: ClientSecretPost(),
+}
+
+
+# --- the pipeline ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ClientAuthRequest:
+    """What the HTTP layer read: the form, the Authorization header, the source address."""
+
+    form: Mapping[str, str]
+    authorization: str | None
+    ip: str
+    # Whether a public client may name itself (``none``).
+    allow_none: bool = False
+    # Whether a success goes on to issue a token (the token endpoint): only then does it
+    # take from the client's issuance budget (introspection and revocation issue nothing).
+    issues: bool = True
+
+
+@dataclass
+class ClientAuthenticator:
+    """The pipeline over its ports; one per process (see the module docstring)."""
+
+    clients: ClientStore
+    public_clients: PublicClientLookup | None = None
+    limiter: TokenLimiter | None = None
+    failures: FailureLog | None = None
+    usage: CredentialUsage | None = None
+    methods: Mapping[str, ClientAuthMethod] = field(default_factory=lambda: METHODS)
+
+    async def authenticate(
+        self,
+        request: ClientAuthRequest,
+        now: float,
+        then: Callable[[Authenticated], Awaitable[T]],
+    ) -> T:
+        """Authenticate the client, then run ``then`` (the endpoint's work) with it; raise
+        the first OAuthError of either."""
+        try:
+            credentials = extract_client_credentials(
+                request.form, request.authorization, allow_none=request.allow_none
+            )
+        except InvalidClientError as exc:
+            # No credentials at all: a failed authentication of this address, refused with
+            # 429 like any other while the address is held back.
+            await self._conclude(request.ip, None, False, now, public=False)
+            self._count("", exc)
+            raise
+        client_id = credentials.client_id
+        # The limiter's "public": no issuance budget (a public client's would be shared by
+        # every user of it; a call that issues nothing has nothing to spend).
+        public = credentials.method == NONE or not request.issues
+        limiter = self.limiter
+        try:
+            if limiter is not None:
+                await limiter.check(request.ip, client_id, now, public=public)
+            refusal: InvalidClientError | None = None
+            try:
+                authenticated = await self._verify(credentials, now)
+            except InvalidClientError as exc:
+                refusal = exc
+            admission = await self._conclude(
+                request.ip, client_id, refusal is None, now, public=public
+            )
+        except SlowDownError:
+            self._count(client_id, None)
+            raise
+        if refusal is not None:
+            self._count(client_id, refusal)
+            raise refusal
+        if self.usage is not None and authenticated.credential_id is not None:
+            self.usage.record(client_id, authenticated.credential_id, now)
+        try:
+            return await then(authenticated)
+        except BaseException:
+            if limiter is not None and admission.issuance:
+                await limiter.refund(admission, now)
+            raise
+
+    async def _verify(self, credentials: ClientCredentials, now: float) -> Authenticated:
+        client_id = credentials.client_id
+        if credentials.method == NONE:
+            public = None
+            if self.public_clients is not None and is_lookup_id(client_id):
+                public = await self.public_clients.find_public_client(client_id)
+            if public is None:
+                raise InvalidClientError(detail=UNKNOWN_CLIENT)
+            return Authenticated(public, NONE)
+        method = self.methods.get(credentials.method)
+        if method is None:  # a method this endpoint does not offer
+            raise InvalidClientError(detail=NO_CREDENTIALS)
+        record = await self.clients.find_client(client_id) if is_lookup_id(client_id) else None
+        return method.verify(credentials, record, now)
+
+    async def _conclude(
+        self, ip: str, client_id: str | None, authenticated: bool, now: float, *, public: bool
+    ) -> Admission:
+        if self.limiter is None:
+            return Admission()
+        return await self.limiter.conclude(ip, client_id, authenticated, now, public=public)
+
+    def _count(self, client_id: str, refusal: OAuthError | None) -> None:
+        reason = RATE_LIMITED if refusal is None else (refusal.detail or NO_CREDENTIALS)
+        if self.failures is not None and reason in COUNTED:
+            self.failures.record(client_id, reason)

@@ -10,6 +10,9 @@ import hashlib
 import hmac
 import secrets
 import string
+from collections.abc import Sequence
+
+from centrali.oauth.ports import StoredSecret
 
 CLIENT_ID_PREFIX = "ci_"
 CLIENT_SECRET_PREFIX = "sk_"
@@ -32,8 +35,22 @@ def hash_secret(secret: str) -> str:
     return _HASH_SCHEME + hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def secret_hint(secret: str) -> str:
+    """What may be shown of a secret after its creation: "…" + its last 4 characters."""
+    return "\u2026" + secret[-4:]
+
+
 # Compared against when the client is unknown, so that case costs the same work.
 _DUMMY_HASH = hash_secret(generate_client_secret())
+# Hashes compared per check whatever the client holds (5 live secrets, plus the ones a
+# rotation with a grace period keeps alive a while): an account with one secret, one with
+# five and an unknown id cost the same.
+SECRET_SLOTS = 8
+# What fills a client's stored list up to SECRET_SLOTS (the store keeps it padded, so a
+# record costs the same to read however many secrets it holds): id 0, long expired, and a
+# hash no secret has.
+PADDING_HASH = _HASH_SCHEME + "0" * 64
+PADDING = StoredSecret(0, PADDING_HASH, 0)
 
 
 def verify_secret(secret: str, stored_hash: str | None) -> bool:
@@ -42,3 +59,20 @@ def verify_secret(secret: str, stored_hash: str | None) -> bool:
     target = stored_hash if stored_hash is not None else _DUMMY_HASH
     matched = hmac.compare_digest(candidate.encode(), target.encode())
     return matched and stored_hash is not None
+
+
+def match_secret(secret: str, stored: Sequence[StoredSecret], now: float) -> StoredSecret | None:
+    """The live stored secret that ``secret`` is, or None; one hash, then a constant-time
+    comparison with every stored hash (at least SECRET_SLOTS of them, dummies filling in), and
+    no early exit: the work does not depend on which secret matched, how many the client
+    holds (up to SECRET_SLOTS) or whether any is live."""
+    candidate = hash_secret(secret).encode()
+    found: StoredSecret | None = None
+    for i in range(max(SECRET_SLOTS, len(stored))):
+        entry = stored[i] if i < len(stored) else None
+        target = entry.hash if entry is not None else _DUMMY_HASH
+        if hmac.compare_digest(candidate, target.encode()) and entry is not None:
+            found = entry
+    if found is None or not found.live(now):
+        return None
+    return found

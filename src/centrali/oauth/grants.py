@@ -92,11 +92,6 @@ class ClientCredentialsGrant:
             raise UnauthorizedClientError()
         scope = resolve_scope(form.get("scope"), client.scopes)
         now = clock.now()
-        if now < client.tokens_valid_after:
-            # Re-activated within the second of a revoke: a token minted now would carry
-            # an iat that the revocation cut-off also kills. Wait out that second.
-            clock.sleep(client.tokens_valid_after - now)
-            now = clock.now()
         who = TokenSubject(
             subject=client.client_id,
             client_id=client.client_id,
@@ -109,7 +104,7 @@ class ClientCredentialsGrant:
         if reuse is not None:
             held = reuse.get(reuse_key(client, scope), now)
             if held is not None:
-                remaining = held.issued_at + held.expires_in - int(now)
+                remaining = int(held.issued_at) + held.expires_in - int(now)
                 return TokenResponse(access_token=held.token, expires_in=remaining, scope=scope)
         issued = issue_access_token(
             who,
@@ -118,6 +113,7 @@ class ClientCredentialsGrant:
             audience=config.audience,
             ttl=config.ttl,
             now=now,
+            cutoff_ms=client.tokens_cutoff_ms,
         )
         if reuse is not None:
             reuse.put(reuse_key(client, scope), issued)
@@ -214,7 +210,7 @@ def _issue_user_tokens(
         scope=what.chain_scope or what.scope,
         expires_at=what.chain_expires_at,
         access_jti=access.jti,
-        access_expires_at=access.issued_at + access.expires_in,
+        access_expires_at=int(access.issued_at) + access.expires_in,
     )
     response = TokenResponse(
         access_token=access.token,

@@ -3,7 +3,8 @@
 Both endpoints take a form with ``token`` and an optional ``token_type_hint`` from a client
 authenticated as at the token endpoint (RFC 6749 §2.3.1). The checks, in order:
 
-read the form (``token`` present, credentials by one method) → authenticate the client →
+read the form (``token`` present) → authenticate the client (``client_auth``, the same
+pipeline as the token endpoint's: credentials by one method, abuse limits, failure counts) →
 verify the token (signature, ``typ``, ``iss``, ``aud``, ``exp``) → then
 
 - introspect: the caller is of the token's workspace or is the token's own client, and the
@@ -27,12 +28,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from centrali.oauth.client_auth import ClientCredentials, extract_client_credentials
 from centrali.oauth.errors import InvalidRequestError, UnauthorizedClientError
 from centrali.oauth.grants import REFRESH_TOKEN_PREFIX, IssuerConfig
 from centrali.oauth.opaque_tokens import plausible_token, token_digest
 from centrali.oauth.ports import ClientRecord
-from centrali.oauth.tokens import TokenError, VerifiedToken, verify_access_token
+from centrali.oauth.tokens import TokenError, VerifiedToken, cut_off, verify_access_token
 from centrali.oauth.user_ports import PublicClient, RefreshRecord
 
 TOKEN_TYPE_HINTS = ("access_token", "refresh_token")
@@ -50,8 +50,9 @@ class TokenStanding:
     workspace: str
     # A service account neither revoked nor deleted; always True for a member.
     active: bool
-    # Tokens with ``iat`` below this epoch second were cut off by a revoke or a rotation.
-    tokens_valid_after: int = 0
+    # Tokens with ``iat`` at or below this epoch millisecond were cut off by a revoke or a
+    # rotation (tokens.cut_off).
+    tokens_cutoff_ms: int = 0
     # The token's own ``jti`` was revoked (RFC 7009).
     jti_revoked: bool = False
 
@@ -83,7 +84,6 @@ class TokenActionRequest:
 
     token: str
     token_type_hint: str | None
-    credentials: ClientCredentials
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,20 +112,16 @@ class RefreshTokenStore(Protocol):
     def revoke_chain(self, chain_id: int, now: float) -> None: ...
 
 
-def read_token_request(
-    form: Mapping[str, str], authorization: str | None, *, allow_none: bool = False
-) -> TokenActionRequest:
-    """``token`` present, client credentials by exactly one method; hint kept if known.
-    ``allow_none``: a ``client_id`` without a secret names a public client (revocation)."""
+def read_token_request(form: Mapping[str, str]) -> TokenActionRequest:
+    """``token`` present; hint kept if known. The client's credentials are the
+    authentication pipeline's (client_auth)."""
     token = form.get("token")
     if token is None:
         raise InvalidRequestError("Missing required parameter: token")
-    credentials = extract_client_credentials(form, authorization, allow_none=allow_none)
     hint = form.get("token_type_hint")
     return TokenActionRequest(
         token=token,
         token_type_hint=hint if hint in TOKEN_TYPE_HINTS else None,
-        credentials=credentials,
     )
 
 
@@ -135,7 +131,7 @@ def token_is_live(token: VerifiedToken, standing: TokenStanding | None) -> bool:
         standing is not None
         and standing.active
         and standing.workspace == token.workspace
-        and token.issued_at >= standing.tokens_valid_after
+        and not cut_off(token.issued_at, standing.tokens_cutoff_ms)
         and not standing.jti_revoked
     )
 

@@ -3,7 +3,7 @@ window gets the token it already holds (same ``jti``, ``expires_in`` counting do
 a new signature.
 
 The key holds everything that must change the answer: the client, the scope, and the
-client's credential state (secret hash, revocation cut-off, workspace, groups), so a rotation,
+client's credential state (its secrets, revocation cut-off, workspace, groups), so a rotation,
 a revoke/re-activate or a group change is never answered from memory. Per process, bounded.
 """
 
@@ -15,15 +15,15 @@ from dataclasses import dataclass
 from centrali.oauth.ports import ClientRecord
 from centrali.oauth.tokens import IssuedToken
 
-ReuseKey = tuple[str, str, str | None, int, str, tuple[str, ...]]
+ReuseKey = tuple[str, str, tuple[int, ...], int, str, tuple[str, ...]]
 
 
 def reuse_key(client: ClientRecord, scope: str) -> ReuseKey:
     return (
         client.client_id,
         scope,
-        client.secret_hash,
-        client.tokens_valid_after,
+        tuple(s.id for s in client.secrets),
+        client.tokens_cutoff_ms,
         client.workspace,
         client.groups,
     )
@@ -43,7 +43,8 @@ class TokenReuseCache:
         if issued is None:
             return None
         age = now - issued.issued_at
-        if age >= self.window or issued.issued_at + issued.expires_in - now < 1:
+        # exp is the whole second of iat plus the lifetime (tokens.issue_access_token).
+        if age >= self.window or int(issued.issued_at) + issued.expires_in - now < 1:
             del self._tokens[key]
             return None
         return issued

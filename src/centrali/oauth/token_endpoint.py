@@ -1,13 +1,13 @@
 """The token endpoint (RFC 6749 §3.2, §5): form in, TokenResponse out, checks in order.
 
-parse form → grant_type present and supported → client credentials found →
-[abuse limits, by the caller] → authenticate client → grant allowed for the client →
-scope allowed → issue.
+parse form → grant_type present and supported → authenticate the client (``client_auth``:
+credentials, abuse limits, lookup, verification) → grant allowed for the client → scope
+allowed → issue.
 
-Service accounts authenticate with their secret and may use client_credentials only (their
-``grant_types``). The user grants (authorization_code, refresh_token) are for registered
-public clients, which authenticate with ``none``; a confidential client asking for them is
-authenticated as usual and then refused (``unauthorized_client``).
+Service accounts authenticate with one of their secrets and may use client_credentials only
+(their ``grant_types``). The user grants (authorization_code, refresh_token) are for
+registered public clients, which authenticate with ``none``; a confidential client asking
+for them is authenticated as usual and then refused (``unauthorized_client``).
 """
 
 from __future__ import annotations
@@ -16,22 +16,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
-from centrali.oauth.client_auth import (
-    NONE,
-    ClientCredentials,
-    authenticate_client,
-    authenticate_public_client,
-    extract_client_credentials,
-)
+from centrali.oauth.client_auth import NONE, Authenticated
 from centrali.oauth.errors import (
     InvalidRequestError,
-    TemporarilyUnavailableError,
     UnauthorizedClientError,
     UnsupportedGrantTypeError,
 )
 from centrali.oauth.grants import GRANTS, Grant, IssuerConfig, TokenResponse, UserGrant
-from centrali.oauth.ports import ClientStore, Clock
-from centrali.oauth.user_ports import UserGrantContext
+from centrali.oauth.ports import Clock
+from centrali.oauth.user_ports import PublicClient, UserGrantContext
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 _MAX_PARAMS = 32
@@ -70,53 +63,57 @@ def parse_form(content_type: str | None, body: bytes) -> dict[str, str]:
 
 @dataclass(frozen=True, slots=True)
 class PreparedTokenRequest:
-    """A request that passed the checks needing no secret: what the limits look at."""
+    """A request whose grant is known: what the client authentication runs for."""
 
     grant: Grant | UserGrant
-    credentials: ClientCredentials
     form: Mapping[str, str]
 
     @property
-    def client_id(self) -> str:
-        return self.credentials.client_id
-
-    @property
-    def needs_user_store(self) -> bool:
-        """A public client's user grant: it reads and writes the store (run it off the loop)."""
-        return isinstance(self.grant, UserGrant) and self.credentials.method == NONE
+    def allows_public_client(self) -> bool:
+        """Whether a public client may name itself (``none``): the user grants only."""
+        return isinstance(self.grant, UserGrant)
 
 
 def prepare_token_request(request: TokenRequest) -> PreparedTokenRequest:
-    """grant_type present and supported, client credentials present by one method."""
+    """grant_type present and supported."""
     grant_type = request.form.get("grant_type")
     if grant_type is None:
         raise InvalidRequestError("Missing required parameter: grant_type")
     grant = GRANTS.get(grant_type)
     if grant is None:
         raise UnsupportedGrantTypeError()
-    credentials = extract_client_credentials(
-        request.form, request.authorization, allow_none=isinstance(grant, UserGrant)
-    )
-    return PreparedTokenRequest(grant=grant, credentials=credentials, form=request.form)
+    return PreparedTokenRequest(grant=grant, form=request.form)
+
+
+def needs_user_store(authenticated: Authenticated) -> bool:
+    """A public client's user grant: it reads and writes the store (run it off the loop)."""
+    return authenticated.method == NONE
 
 
 def complete_token_request(
     prepared: PreparedTokenRequest,
+    authenticated: Authenticated,
     *,
-    clients: ClientStore,
     config: IssuerConfig,
     clock: Clock,
-    users: UserGrantContext | None = None,
 ) -> TokenResponse:
-    """Authenticate the client (one lookup, one hash) and run the grant."""
+    """Run a confidential client's grant (no I/O: one signature)."""
     grant = prepared.grant
     if isinstance(grant, UserGrant):
-        if prepared.credentials.method != NONE:
-            authenticate_client(prepared.credentials, clients)  # a wrong secret is still 401
-            raise UnauthorizedClientError(detail="confidential client asked for a user grant")
-        if users is None:
-            raise TemporarilyUnavailableError(detail="no user store configured")
-        public = authenticate_public_client(prepared.credentials, users.store)
-        return grant.handle(public, prepared.form, config, clock, users)
-    client = authenticate_client(prepared.credentials, clients)
-    return grant.handle(client, prepared.form, config, clock)
+        raise UnauthorizedClientError(detail="confidential client asked for a user grant")
+    return grant.handle(authenticated.confidential, prepared.form, config, clock)
+
+
+def complete_user_grant_request(
+    prepared: PreparedTokenRequest,
+    client: PublicClient,
+    *,
+    config: IssuerConfig,
+    clock: Clock,
+    users: UserGrantContext,
+) -> TokenResponse:
+    """Run a public client's user grant (reads and writes the store)."""
+    grant = prepared.grant
+    if not isinstance(grant, UserGrant):  # not reached: `none` is offered to user grants only
+        raise UnauthorizedClientError(detail="public client asked for a client grant")
+    return grant.handle(client, prepared.form, config, clock, users)

@@ -8,6 +8,7 @@ symmetric key made from our public key is refused (RFC 8725 §2.1, §3.1, §3.11
 
 from __future__ import annotations
 
+import math
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -42,7 +43,7 @@ class IssuedToken:
     token: str
     expires_in: int
     jti: str
-    issued_at: int
+    issued_at: int | float
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,24 +56,45 @@ class VerifiedToken:
     is_service_account: bool
     groups: tuple[str, ...]
     scope: str
-    issued_at: int
+    issued_at: int | float
     expires_at: int
     jti: str
     claims: dict[str, Any]
 
 
+def issued_at(now: float, cutoff_ms: int = 0) -> int | float:
+    """The ``iat`` of a token minted at ``now``: the whole second, unless a revocation
+    cut-off (epoch ms: tokens with iat at or below it are dead) falls in that second; then
+    the millisecond after both (RFC 7519 §2 NumericDate may hold a fraction). A token of an
+    account re-activated in the second of its revoke is therefore alive at once. It is dated
+    in the future (which a verifier without leeway refuses) only when ``now`` is not past the
+    cut-off's millisecond: the token endpoint lets that millisecond pass first."""
+    iat_ms = max(int(now) * 1000, cutoff_ms + 1)
+    if iat_ms % 1000 == 0:
+        return iat_ms // 1000
+    return max(iat_ms, int(now * 1000)) / 1000
+
+
 def issue_access_token(
-    who: TokenSubject, *, keys: KeySet, issuer: str, audience: str, ttl: int, now: float
+    who: TokenSubject,
+    *,
+    keys: KeySet,
+    issuer: str,
+    audience: str,
+    ttl: int,
+    now: float,
+    cutoff_ms: int = 0,
 ) -> IssuedToken:
-    """Sign an RS256 access token for ``who``; ``exp`` = ``iat`` + ``ttl``."""
-    iat = int(now)
+    """Sign an RS256 access token for ``who``; ``exp`` = ``iat`` + ``ttl`` (whole
+    seconds); ``cutoff_ms``: see issued_at."""
+    iat = issued_at(now, cutoff_ms)
     jti = secrets.token_urlsafe(16)
     claims = {
         "iss": issuer,
         "sub": who.subject,
         "aud": audience,
         "iat": iat,
-        "exp": iat + ttl,
+        "exp": int(iat) + ttl,
         "jti": jti,
         "client_id": who.client_id,
         "scope": who.scope,
@@ -112,8 +134,8 @@ def _check_claims(claims: dict[str, Any], *, now: float, leeway: int) -> Verifie
     if missing:
         raise InvalidTokenError(f"missing claims: {', '.join(missing)}")
     exp, iat = claims["exp"], claims["iat"]
-    if not _is_int(exp) or not _is_int(iat):
-        raise InvalidTokenError("exp/iat not integers")
+    if not _is_int(exp) or not _is_number(iat):
+        raise InvalidTokenError("exp not an integer or iat not a number")
     flag = claims["isServiceAccount"]
     groups = claims.get("groups", [])
     fields_ok = (
@@ -145,3 +167,15 @@ def _check_claims(claims: dict[str, Any], *, now: float, leeway: int) -> Verifie
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return (isinstance(value, int) and not isinstance(value, bool)) or (
+        isinstance(value, float) and math.isfinite(value)
+    )
+
+
+def cut_off(issued_at: float, cutoff_ms: int) -> bool:
+    """Whether a token issued at ``issued_at`` (epoch seconds, maybe with a fraction) died
+    with an account's revocation cut-off (epoch ms: iat at or below it is dead)."""
+    return cutoff_ms > 0 and round(issued_at * 1000) <= cutoff_ms

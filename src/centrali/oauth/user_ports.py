@@ -22,6 +22,12 @@ class PublicClient:
     name: str = ""
 
 
+class PublicClientLookup(Protocol):
+    async def find_public_client(self, client_id: str) -> PublicClient | None:
+        """The registered (or built-in) public client with this id, or None."""
+        ...
+
+
 class PublicClientStore(Protocol):
     def find_public_client(self, client_id: str) -> PublicClient | None:
         """The registered (or built-in) public client with this id, or None."""

@@ -19,6 +19,7 @@ from centrali.oauth.tokens import (
     InvalidTokenError,
     TokenExpiredError,
     VerifiedToken,
+    cut_off,
     verify_access_token,
 )
 from centrali.services.context import Principal
@@ -89,7 +90,7 @@ def service_account_principal(
     if (
         account.status != "active"
         or account.workspace != workspace_slug
-        or token.issued_at < account.tokens_valid_after
+        or cut_off(token.issued_at, account.tokens_cutoff_ms)
         or account.token_revoked
     ):
         raise TokenRevokedError()

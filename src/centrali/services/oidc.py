@@ -26,8 +26,8 @@ from centrali.config import Settings
 from centrali.oauth.authorize import CODE_TTL, AuthorizationRequest, check_redirect_uri
 from centrali.oauth.grants import IssuerConfig, TokenResponse
 from centrali.oauth.opaque_tokens import new_opaque_token, plausible_token, token_digest
-from centrali.oauth.ports import ClientStore, Clock
-from centrali.oauth.token_endpoint import PreparedTokenRequest, complete_token_request
+from centrali.oauth.ports import Clock
+from centrali.oauth.token_endpoint import PreparedTokenRequest, complete_user_grant_request
 from centrali.oauth.tokens import VerifiedToken
 from centrali.oauth.user_ports import (
     CodeRecord,
@@ -267,25 +267,29 @@ def user_grant_context(db: Database, settings: Settings) -> UserGrantContext:
     )
 
 
+def find_public_client(store: OidcStore, client_id: str) -> PublicClient | None:
+    """``store.find_public_client``; a store that does not answer is StoreUnavailableError."""
+    try:
+        return store.find_public_client(client_id)
+    except _UNAVAILABLE as exc:
+        raise StoreUnavailableError(type(exc).__name__) from exc
+
+
 def complete_user_grant(
     prepared: PreparedTokenRequest,
+    client: PublicClient,
     *,
-    clients: ClientStore,
     config: IssuerConfig,
     clock: Clock,
     db: Database,
     settings: Settings,
 ) -> TokenResponse:
-    """A public client's authorization_code or refresh_token request, to the end. Blocking
-    (store writes): the token endpoint runs it in a worker thread. A store that does not
-    answer is StoreUnavailableError (503), as for the client lookup."""
+    """A public client's authorization_code or refresh_token request, once the client is
+    authenticated, to the end. Blocking (store writes): the token endpoint runs it in a
+    worker thread. A store that does not answer is StoreUnavailableError (503)."""
     try:
-        return complete_token_request(
-            prepared,
-            clients=clients,
-            config=config,
-            clock=clock,
-            users=user_grant_context(db, settings),
+        return complete_user_grant_request(
+            prepared, client, config=config, clock=clock, users=user_grant_context(db, settings)
         )
     except _UNAVAILABLE as exc:
         raise StoreUnavailableError(type(exc).__name__) from exc

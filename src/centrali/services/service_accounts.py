@@ -1,8 +1,14 @@
-"""Service accounts: create, read, change, rotate, revoke, activate, delete; each audited.
+"""Service accounts: create, read, change, rotate, revoke, activate, delete; their secrets
+(several per account, each with its own expiry and last use); each change audited.
 
 Every change is one transaction holding both the change and its audit row. A deleted
-account keeps its row (status ``deleted``, secret hash wiped) so its clientId is never
-reused and its audit trail still resolves; to the API it no longer exists.
+account keeps its row (status ``deleted``, secrets wiped) so its clientId is never reused
+and its audit trail still resolves; to the API it no longer exists.
+
+Secrets: at most ``MAX_LIVE_SECRETS`` live (neither expired nor deleted) per account, only
+their hashes stored. ``rotate`` adds one and, with no grace period, deletes every other; with
+a grace period the others keep working until then (their expiry is lowered to it), so the
+replicas of a client can switch over with no failed request.
 """
 
 from __future__ import annotations
@@ -10,30 +16,82 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from centrali.oauth.credentials import generate_client_id, generate_client_secret, hash_secret
+from centrali.oauth.credentials import (
+    generate_client_id,
+    generate_client_secret,
+    hash_secret,
+    secret_hint,
+)
 from centrali.oauth.discovery import SUPPORTED_SCOPES
 from centrali.services import audit
 from centrali.services.context import Actor, isoformat
-from centrali.services.errors import InvalidBodyError, NotFoundError
+from centrali.services.errors import ConflictError, InvalidBodyError, NotFoundError
 from centrali.services.validation import (
     PageRequest,
     check_description,
     check_name,
+    parse_int,
     parse_path_id,
 )
 from centrali.services.workspaces import require_workspace
 from centrali.store import repositories as repo
 from centrali.store.db import Database
-from centrali.store.tables import Group, ServiceAccount
+from centrali.store.tables import Group, ServiceAccount, ServiceAccountSecret
 
 SUPPORTED_GRANT_TYPES = ("client_credentials",)
 DEFAULT_GRANT_TYPES = ("client_credentials",)
 DEFAULT_SCOPE = "openid"
 MAX_GROUPS = 50
+MAX_LIVE_SECRETS = 5
+MAX_GRACE_SECONDS = 7 * 86400
+MAX_EXPIRING_DAYS = 3650
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else isoformat(value)
+
+
+@dataclass(frozen=True, slots=True)
+class SecretView:
+    """One of an account's secrets as the API shows it; ``client_secret`` only when new."""
+
+    id: int
+    hint: str | None
+    created_at: str
+    created_by: str
+    expires_at: str | None
+    last_used_at: str | None
+    client_secret: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": self.id,
+            "hint": self.hint,
+            "createdAt": self.created_at,
+            "createdBy": self.created_by,
+            "expiresAt": self.expires_at,
+            "lastUsedAt": self.last_used_at,
+        }
+        if self.client_secret is not None:
+            body["clientSecret"] = self.client_secret
+        return body
+
+
+def _secret_view(row: ServiceAccountSecret, secret: str | None = None) -> SecretView:
+    return SecretView(
+        id=row.id,
+        hint=row.hint,
+        created_at=isoformat(row.created_at),
+        created_by=row.created_by,
+        expires_at=_iso(row.expires_at),
+        last_used_at=_iso(row.last_used_at),
+        client_secret=secret,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,12 +110,16 @@ class ServiceAccountView:
     created_at: str
     created_by: str
     updated_at: str
+    last_used_at: str | None = None
+    credentials_expire_at: str | None = None
     client_secret: str | None = None
+    secret_id: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {"id": self.id, "clientId": self.client_id}
         if self.client_secret is not None:
             body["clientSecret"] = self.client_secret
+            body["secretId"] = self.secret_id
         body.update(
             {
                 "name": self.name,
@@ -70,16 +132,20 @@ class ServiceAccountView:
                 "createdAt": self.created_at,
                 "createdBy": self.created_by,
                 "updatedAt": self.updated_at,
+                "lastUsedAt": self.last_used_at,
+                "credentialsExpireAt": self.credentials_expire_at,
             }
         )
         return body
 
     def rotation_dict(self) -> dict[str, Any]:
-        """The guide's rotate answer: id, clientId, clientSecret, name, workspace, updatedAt."""
+        """The guide's rotate answer: id, clientId, clientSecret, name, workspace, updatedAt;
+        and secretId, the new secret's."""
         return {
             "id": self.id,
             "clientId": self.client_id,
             "clientSecret": self.client_secret,
+            "secretId": self.secret_id,
             "name": self.name,
             "workspace": self.workspace,
             "updatedAt": self.updated_at,
@@ -87,7 +153,10 @@ class ServiceAccountView:
 
 
 def _view(
-    account: ServiceAccount, workspace_slug: str, groups: Sequence[str]
+    account: ServiceAccount,
+    workspace_slug: str,
+    groups: Sequence[str],
+    expire_at: datetime | None = None,
 ) -> ServiceAccountView:
     return ServiceAccountView(
         id=account.id,
@@ -102,7 +171,18 @@ def _view(
         created_at=isoformat(account.created_at),
         created_by=account.created_by,
         updated_at=isoformat(account.updated_at),
+        last_used_at=_iso(account.last_used_at),
+        credentials_expire_at=_iso(expire_at),
     )
+
+
+def _views(
+    session: Session, accounts: Sequence[ServiceAccount], workspace_slug: str, now: datetime
+) -> list[ServiceAccountView]:
+    ids = [a.id for a in accounts]
+    groups = repo.account_group_names(session, account_ids=ids)
+    expiry = repo.credentials_expire_at(session, account_ids=ids, now=now)
+    return [_view(a, workspace_slug, groups[a.id], expiry.get(a.id)) for a in accounts]
 
 
 def parse_account_id(raw: str) -> int:
@@ -144,8 +224,49 @@ def _resolve_groups(session: Session, workspace_id: int, names: Sequence[str]) -
 
 
 def _cutoff(actor: Actor) -> int:
-    """Tokens issued up to and including this second die (see ClientRecord)."""
-    return math.floor(actor.at.timestamp()) + 1
+    """Tokens issued up to and including this millisecond die (see ClientRecord)."""
+    return math.floor(actor.at.timestamp() * 1000)
+
+
+def parse_expiry(raw: str | None, field: str, now: datetime) -> datetime | None:
+    """An ISO 8601 time with its offset, in the future; 400 otherwise. None: never."""
+    if raw is None:
+        return None
+    try:
+        at = datetime.fromisoformat(raw.strip()) if len(raw) <= 64 else None
+    except ValueError:
+        at = None
+    if at is None or at.tzinfo is None:
+        raise InvalidBodyError(
+            f"{field} must be an ISO 8601 date and time with a UTC offset", field=field
+        )
+    at = at.astimezone(UTC)
+    if at <= now:
+        raise InvalidBodyError(f"{field} must be in the future", field=field)
+    return at
+
+
+def parse_expiring_within(raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    return parse_int(raw, "expiringWithinDays", 0, 1, MAX_EXPIRING_DAYS)
+
+
+def _new_secret(
+    session: Session, account: ServiceAccount, actor: Actor, expires_at: datetime | None
+) -> tuple[ServiceAccountSecret, str]:
+    secret = generate_client_secret()
+    row = ServiceAccountSecret(
+        service_account_id=account.id,
+        secret_hash=hash_secret(secret),
+        hint=secret_hint(secret),
+        created_at=actor.at,
+        created_by=actor.subject,
+        expires_at=expires_at,
+    )
+    session.add(row)
+    session.flush()
+    return row, secret
 
 
 def create(
@@ -158,13 +279,14 @@ def create(
     grant_types: Sequence[str] | None = None,
     scope: str | None = None,
     groups: Sequence[str] | None = None,
+    secret_expires_at: str | None = None,
 ) -> ServiceAccountView:
     """A new active account; the answer is the only place its secret ever appears."""
     name = check_name(name)
     description = check_description(description)
     checked_grants = _check_grant_types(grant_types)
     checked_scope = _check_scope(scope)
-    secret = generate_client_secret()
+    expires_at = parse_expiry(secret_expires_at, "secretExpiresAt", actor.at)
     with db.write() as session:
         workspace = require_workspace(session, workspace_slug)
         if groups is None:
@@ -174,19 +296,21 @@ def create(
         account = ServiceAccount(
             workspace_id=workspace.id,
             client_id=generate_client_id(),
-            secret_hash=hash_secret(secret),
+            secrets=[],
             name=name,
             description=description,
             grant_types=list(checked_grants),
             scope=checked_scope,
             status="active",
-            tokens_valid_after=0,
+            tokens_cutoff_ms=0,
             created_at=actor.at,
             created_by=actor.subject,
             updated_at=actor.at,
         )
         session.add(account)
         session.flush()
+        row, secret = _new_secret(session, account, actor, expires_at)
+        repo.sync_account_secrets(session, account_id=account.id, now=actor.at)
         repo.set_account_groups(session, account_id=account.id, groups=chosen)
         repo.count_live_accounts(session, workspace_id=workspace.id, delta=1)
         audit.record(
@@ -195,33 +319,56 @@ def create(
             action="service_account.created",
             actor=actor,
             target=account.client_id,
-            details={"id": account.id, "name": name, "groups": [g.name for g in chosen]},
+            details={
+                "id": account.id,
+                "name": name,
+                "groups": [g.name for g in chosen],
+                "secretId": row.id,
+            },
         )
-        view = _view(account, workspace.slug, [g.name for g in chosen])
-    return replace(view, client_secret=secret)
+        view = _view(account, workspace.slug, [g.name for g in chosen], expires_at)
+    return replace(view, client_secret=secret, secret_id=row.id)
 
 
 def list_accounts(
-    db: Database, *, workspace_slug: str, page: PageRequest, after: int | None = None
+    db: Database,
+    *,
+    workspace_slug: str,
+    page: PageRequest,
+    after: int | None = None,
+    expiring_within_days: int | None = None,
+    now: datetime | None = None,
 ) -> tuple[list[ServiceAccountView], int]:
     """A page by number, or (``after``: the last id of the previous page) by keyset, which
-    costs the same at any depth."""
+    costs the same at any depth; ``expiring_within_days``: only the accounts with a live
+    secret expiring that soon."""
+    now = now or datetime.now(UTC)
+    expiring = None
+    if expiring_within_days is not None:
+        expiring = (now, now + timedelta(days=expiring_within_days))
     with db.read() as session:
         workspace = require_workspace(session, workspace_slug)
         rows = repo.list_service_accounts(
-            session, workspace_id=workspace.id, offset=page.offset, limit=page.limit, after=after
+            session,
+            workspace_id=workspace.id,
+            offset=page.offset,
+            limit=page.limit,
+            after=after,
+            expiring=expiring,
         )
-        groups = repo.account_group_names(session, account_ids=[r.id for r in rows])
-        views = [_view(r, workspace.slug, groups[r.id]) for r in rows]
-        return views, workspace.service_account_count
+        total = workspace.service_account_count
+        if expiring is not None:
+            total = repo.count_expiring_accounts(
+                session, workspace_id=workspace.id, now=expiring[0], before=expiring[1]
+            )
+        return _views(session, rows, workspace.slug, now), total
 
 
 def get(db: Database, *, workspace_slug: str, account_id: int) -> ServiceAccountView:
     with db.read() as session:
         workspace = require_workspace(session, workspace_slug)
         account = _require_account(session, workspace.id, account_id)
-        names = repo.account_group_names(session, account_ids=[account.id])[account.id]
-        return _view(account, workspace.slug, names)
+        return _views(session, [account], workspace.slug, datetime.now(UTC))[0]
 
 
 def _require_account(
@@ -243,9 +390,11 @@ def _change(
     actor: Actor,
     action: str,
     apply: Any,
-    secret: str | None = None,
+    new_secret: list[tuple[str, int]] | None = None,
 ) -> ServiceAccountView:
-    """Load the account for update, apply a change, audit it, all in one transaction."""
+    """Load the account for update, apply a change, audit it, all in one transaction.
+    ``new_secret``: where ``apply`` puts a new secret (and its id) to show in the answer,
+    this once."""
     with db.write() as session:
         workspace = require_workspace(session, workspace_slug)
         account = _require_account(session, workspace.id, account_id, for_update=True)
@@ -261,9 +410,10 @@ def _change(
             details=details,
         )
         session.flush()
-        names = repo.account_group_names(session, account_ids=[account.id])[account.id]
-        view = _view(account, workspace.slug, names)
-    return replace(view, client_secret=secret) if secret is not None else view
+        view = _views(session, [account], workspace.slug, actor.at)[0]
+    if not new_secret:
+        return view
+    return replace(view, client_secret=new_secret[0][0], secret_id=new_secret[0][1])
 
 
 def rename(
@@ -329,16 +479,39 @@ def rotate(
     account_id: int,
     actor: Actor,
     revoke_tokens: bool = False,
+    grace_period_seconds: int = 0,
+    expires_at: str | None = None,
 ) -> ServiceAccountView:
-    """A new secret; the old one fails from the commit on. Issued tokens live on unless
-    ``revoke_tokens``."""
-    secret = generate_client_secret()
+    """A new secret. With no grace period every other secret fails from the commit on;
+    with one, the other live secrets keep working until now + grace, then fail. Never
+    refused for the live-secret limit. Issued tokens live on unless ``revoke_tokens``."""
+    if not 0 <= grace_period_seconds <= MAX_GRACE_SECONDS:
+        raise InvalidBodyError(
+            f"gracePeriodSeconds must be an integer from 0 to {MAX_GRACE_SECONDS}",
+            field="gracePeriodSeconds",
+        )
+    new_expiry = parse_expiry(expires_at, "expiresAt", actor.at)
+    holder: list[tuple[str, int]] = []
 
-    def apply(_s: Session, _w: object, account: ServiceAccount) -> dict[str, Any]:
-        account.secret_hash = hash_secret(secret)
+    def apply(session: Session, _w: object, account: ServiceAccount) -> dict[str, Any]:
+        others = repo.list_account_secrets(session, account_id=account.id)
+        if grace_period_seconds == 0:
+            repo.delete_account_secrets(session, account_id=account.id, ids=[r.id for r in others])
+        else:
+            until = actor.at + timedelta(seconds=grace_period_seconds)
+            for row in others:
+                if row.expires_at is None or row.expires_at > until:
+                    row.expires_at = until
+        row, secret = _new_secret(session, account, actor, new_expiry)
+        repo.sync_account_secrets(session, account_id=account.id, now=actor.at)
+        holder.append((secret, row.id))
         if revoke_tokens:
-            account.tokens_valid_after = _cutoff(actor)
-        return {"revokeTokens": revoke_tokens}
+            account.tokens_cutoff_ms = _cutoff(actor)
+        return {
+            "secretId": row.id,
+            "gracePeriodSeconds": grace_period_seconds,
+            "revokeTokens": revoke_tokens,
+        }
 
     return _change(
         db,
@@ -347,7 +520,7 @@ def rotate(
         actor=actor,
         action="service_account.rotated",
         apply=apply,
-        secret=secret,
+        new_secret=holder,
     )
 
 
@@ -358,7 +531,7 @@ def revoke(
 
     def apply(_s: Session, _w: object, account: ServiceAccount) -> None:
         account.status = "revoked"
-        account.tokens_valid_after = _cutoff(actor)
+        account.tokens_cutoff_ms = _cutoff(actor)
 
     return _change(
         db,
@@ -392,8 +565,10 @@ def delete(db: Database, *, workspace_slug: str, account_id: int, actor: Actor) 
     def apply(session: Session, workspace: Any, account: ServiceAccount) -> None:
         repo.count_live_accounts(session, workspace_id=workspace.id, delta=-1)
         account.status = "deleted"
-        account.secret_hash = None
-        account.tokens_valid_after = _cutoff(actor)
+        account.tokens_cutoff_ms = _cutoff(actor)
+        secrets = repo.list_account_secrets(session, account_id=account.id)
+        repo.delete_account_secrets(session, account_id=account.id, ids=[r.id for r in secrets])
+        repo.sync_account_secrets(session, account_id=account.id, now=actor.at, live=False)
 
     _change(
         db,
@@ -403,3 +578,117 @@ def delete(db: Database, *, workspace_slug: str, account_id: int, actor: Actor) 
         action="service_account.deleted",
         apply=apply,
     )
+
+
+# --- secrets ---------------------------------------------------------------------------------
+
+
+def list_secrets(db: Database, *, workspace_slug: str, account_id: int) -> list[SecretView]:
+    """The account's secrets, expired ones too, newest first."""
+    with db.read() as session:
+        workspace = require_workspace(session, workspace_slug)
+        account = _require_account(session, workspace.id, account_id)
+        return [_secret_view(r) for r in repo.list_account_secrets(session, account_id=account.id)]
+
+
+def _secret_change(
+    db: Database,
+    *,
+    workspace_slug: str,
+    account_id: int,
+    actor: Actor,
+    action: str,
+    apply: Any,
+) -> Any:
+    """Like _change, for a change to the account's secrets: the account row locked, the
+    token endpoint's copy rewritten, the audit row, one transaction."""
+    with db.write() as session:
+        workspace = require_workspace(session, workspace_slug)
+        account = _require_account(session, workspace.id, account_id, for_update=True)
+        result, details = apply(session, account)
+        repo.sync_account_secrets(session, account_id=account.id, now=actor.at)
+        account.updated_at = actor.at
+        audit.record(
+            session,
+            workspace_id=workspace.id,
+            action=action,
+            actor=actor,
+            target=account.client_id,
+            details={"id": account.id, **details},
+        )
+        return result
+
+
+def add_secret(
+    db: Database,
+    *,
+    workspace_slug: str,
+    account_id: int,
+    actor: Actor,
+    expires_at: str | None = None,
+) -> SecretView:
+    """One more secret (409 at MAX_LIVE_SECRETS live ones); shown in the answer, this once."""
+    expiry = parse_expiry(expires_at, "expiresAt", actor.at)
+
+    def apply(session: Session, account: ServiceAccount) -> tuple[SecretView, dict[str, Any]]:
+        live = repo.sync_account_secrets(session, account_id=account.id, now=actor.at)
+        if len(live) >= MAX_LIVE_SECRETS:
+            raise ConflictError(
+                f"The account already holds {MAX_LIVE_SECRETS} live secrets; delete one first"
+            )
+        row, secret = _new_secret(session, account, actor, expiry)
+        view = _secret_view(row, secret)
+        return view, {"secretId": row.id, "expiresAt": view.expires_at}
+
+    result: SecretView = _secret_change(
+        db,
+        workspace_slug=workspace_slug,
+        account_id=account_id,
+        actor=actor,
+        action="service_account.secret_added",
+        apply=apply,
+    )
+    return result
+
+
+def parse_secret_id(raw: str) -> int:
+    return parse_path_id(raw, "Secret not found")
+
+
+def delete_secret(
+    db: Database, *, workspace_slug: str, account_id: int, secret_id: int, actor: Actor
+) -> None:
+    """Delete one secret; it fails from the commit on. The account's last live credential
+    may not be deleted (409); an expired secret always may."""
+
+    def apply(session: Session, account: ServiceAccount) -> tuple[None, dict[str, Any]]:
+        rows = repo.list_account_secrets(session, account_id=account.id)
+        target = next((r for r in rows if r.id == secret_id), None)
+        if target is None:
+            raise NotFoundError("Secret not found")
+        live = [r for r in rows if r.expires_at is None or r.expires_at > actor.at]
+        if target in live and len(live) == 1:
+            raise ConflictError(
+                "This is the account's last live credential; add another one first, or "
+                "delete the account"
+            )
+        repo.delete_account_secrets(session, account_id=account.id, ids=[secret_id])
+        return None, {"secretId": secret_id}
+
+    _secret_change(
+        db,
+        workspace_slug=workspace_slug,
+        account_id=account_id,
+        actor=actor,
+        action="service_account.secret_deleted",
+        apply=apply,
+    )
+
+
+def count_expiring_credentials(db: Database, *, now: datetime) -> dict[str, int]:
+    """Live credentials of live accounts expiring within 7 and 30 days (the gauge)."""
+    with db.read() as session:
+        week, month = repo.count_expiring_credentials(
+            session, now=now, horizons=[now + timedelta(days=7), now + timedelta(days=30)]
+        )
+    return {"7d": week, "30d": month}

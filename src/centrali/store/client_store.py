@@ -1,12 +1,12 @@
-"""The token endpoint's ClientStore: one index probe by client_id per token request, many
+"""The token endpoint's client lookup: one index probe by client_id per token request, many
 requests' probes in one statement.
 
 This is the hottest query of the server, so it skips the ORM and the SQL expression layer at
 run time: the statement is compiled once for the engine's dialect and executed on a raw
-DB-API connection kept per thread (the token endpoint runs on the event loop's thread, so a
-worker holds one such connection). Nothing is cached: each statement runs after the requests
-it answers arrived, so a rotation or a revoke committed by any process before a request is
-seen by that request.
+DB-API connection kept per thread (web.batching runs it on one dedicated thread per worker,
+so a worker holds one such connection and its event loop never waits for the store).
+Nothing is cached: each statement runs after the requests it answers arrived, so a rotation
+or a revoke committed by any process before a request is seen by that request.
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Engine, Select, String, bindparam, func, select
+from sqlalchemy import Engine, Select, String, Text, bindparam, cast, func, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError
 
-from centrali.oauth.ports import ClientRecord
+from centrali.oauth.credentials import PADDING, SECRET_SLOTS
+from centrali.oauth.ports import ClientRecord, StoredSecret
 from centrali.store.tables import ServiceAccount, Workspace
 
 _sa = ServiceAccount.__table__
@@ -49,13 +50,15 @@ def _client_lookup(dialect_name: str) -> Select[Any]:
     return (
         select(
             cid,
-            _sa.c.secret_hash,
+            # JSON as text on every dialect, decoded by _record for a hit and a miss alike
+            # (a driver decoding a hit's JSON itself would make a hit cost more).
+            cast(_sa.c.secrets, Text),
             _sa.c.status,
-            _sa.c.grant_types,
+            cast(_sa.c.grant_types, Text),
             _sa.c.scope,
-            _sa.c.tokens_valid_after,
+            _sa.c.tokens_cutoff_ms,
             _ws.c.slug,
-            _sa.c.group_names,
+            cast(_sa.c.group_names, Text),
         )
         .select_from(ids)
         .outerjoin(_sa, _sa.c.client_id == cid)
@@ -64,7 +67,17 @@ def _client_lookup(dialect_name: str) -> Select[Any]:
 
 
 # What a miss decodes instead of a row, shaped like a real one.
-_ABSENT = (None, "absent", '["client_credentials"]', "openid", 0, "", '["api-users"]')
+# What a miss decodes instead of a row, shaped like a real one, its secrets padded like a
+# real row's (repositories.sync_account_secrets).
+_ABSENT = (
+    json.dumps([[PADDING.id, PADDING.hash, PADDING.expires_at_ms]] * SECRET_SLOTS),
+    "absent",
+    '["client_credentials"]',
+    "openid",
+    0,
+    "",
+    '["api-users"]',
+)
 
 
 class StoreUnavailableError(Exception):
@@ -102,9 +115,6 @@ class SqlClientStore:
             with contextlib.suppress(Exception):  # it is being thrown away anyway
                 conn.invalidate()
 
-    def find_client(self, client_id: str) -> ClientRecord | None:
-        return self.find_clients([client_id])[0]
-
     def find_clients(self, client_ids: Sequence[str]) -> list[ClientRecord | None]:
         """The client of each id (None where there is none), in order: one statement,
         however many ids. The token endpoint gathers the lookups of one event-loop turn
@@ -136,19 +146,18 @@ class SqlClientStore:
 
 def _record(client_id: str, row: Sequence[Any] | None) -> ClientRecord | None:
     """A hit's record, or None after decoding a stand-in record the same way (a miss)."""
-    secret_hash, status, grant_types, scope, valid_after, slug, groups = row or _ABSENT
-    if isinstance(grant_types, str):  # SQLite hands JSON back as text
-        grant_types = json.loads(grant_types)
-    if isinstance(groups, str):
-        groups = json.loads(groups)
+    secrets, status, grant_types, scope, cutoff_ms, slug, groups = row or _ABSENT
+    secrets = json.loads(secrets) if secrets else ()
+    grant_types = json.loads(grant_types) if grant_types else ()
+    groups = json.loads(groups) if groups else ()
     record = ClientRecord(
         client_id=client_id,
-        secret_hash=secret_hash,
+        secrets=tuple(StoredSecret(int(i), h, e) for i, h, e in secrets or ()),
         active=status == "active",
         workspace=slug,
         grant_types=tuple(grant_types or ()),
         scopes=tuple(scope.split()),
         groups=tuple(groups or ()),
-        tokens_valid_after=int(valid_after or 0),
+        tokens_cutoff_ms=int(cutoff_ms or 0),
     )
     return record if row is not None else None

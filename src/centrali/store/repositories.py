@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
@@ -17,6 +17,7 @@ from sqlalchemy import (
     exists,
     false,
     func,
+    or_,
     select,
     text,
     update,
@@ -27,6 +28,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from centrali.oauth.credentials import PADDING, SECRET_SLOTS
 from centrali.store.tables import (
     AuditEvent,
     Group,
@@ -38,9 +40,11 @@ from centrali.store.tables import (
     ServerSetting,
     ServiceAccount,
     ServiceAccountGroup,
+    ServiceAccountSecret,
     SigningKeyRow,
     Structure,
     User,
+    UtcDateTime,
     Workspace,
 )
 
@@ -155,18 +159,48 @@ def get_service_account(
     return session.scalars(stmt).one_or_none()
 
 
+def _expiring(now: datetime, before: datetime) -> ColumnElement[bool]:
+    """The account holds a live secret that expires by ``before``."""
+    return exists().where(
+        ServiceAccountSecret.service_account_id == ServiceAccount.id,
+        ServiceAccountSecret.expires_at > now,
+        ServiceAccountSecret.expires_at <= before,
+    )
+
+
+def count_expiring_accounts(
+    session: Session, *, workspace_id: int, now: datetime, before: datetime
+) -> int:
+    """How many live accounts of the workspace hold a live secret expiring by ``before``."""
+    stmt = select(func.count(ServiceAccount.id)).where(
+        ServiceAccount.workspace_id == workspace_id,
+        ServiceAccount.status != "deleted",
+        _expiring(now, before),
+    )
+    return int(session.scalar(stmt) or 0)
+
+
 def list_service_accounts(
-    session: Session, *, workspace_id: int, offset: int, limit: int, after: int | None = None
+    session: Session,
+    *,
+    workspace_id: int,
+    offset: int,
+    limit: int,
+    after: int | None = None,
+    expiring: tuple[datetime, datetime] | None = None,
 ) -> Sequence[ServiceAccount]:
     """One page of live accounts by id. The page's ids come from the partial index
     ``ix_service_accounts_live`` alone (a deferred join), so a deep page skips index entries,
-    not table rows; with ``after`` (keyset paging) it skips nothing at all."""
+    not table rows; with ``after`` (keyset paging) it skips nothing at all. ``expiring``
+    (now, before): only the accounts with a live secret expiring by ``before``."""
     page_ids = (
         select(ServiceAccount.id)
         .where(ServiceAccount.workspace_id == workspace_id, ServiceAccount.status != "deleted")
         .order_by(ServiceAccount.id)
         .limit(limit)
     )
+    if expiring is not None:
+        page_ids = page_ids.where(_expiring(*expiring))
     page_ids = (
         page_ids.where(ServiceAccount.id > after)
         if after is not None
@@ -221,9 +255,143 @@ def count_live_accounts(session: Session, *, workspace_id: int, delta: int) -> N
     )
 
 
+# --- service-account secrets -----------------------------------------------------------------
+
+
+def list_account_secrets(session: Session, *, account_id: int) -> Sequence[ServiceAccountSecret]:
+    """The account's secrets (expired ones too), newest first."""
+    stmt = (
+        select(ServiceAccountSecret)
+        .where(ServiceAccountSecret.service_account_id == account_id)
+        .order_by(ServiceAccountSecret.id.desc())
+    )
+    return session.scalars(stmt).all()
+
+
+def delete_account_secrets(session: Session, *, account_id: int, ids: Iterable[int]) -> None:
+    ids = list(ids)
+    if ids:
+        session.execute(
+            delete(ServiceAccountSecret).where(
+                ServiceAccountSecret.service_account_id == account_id,
+                ServiceAccountSecret.id.in_(ids),
+            )
+        )
+
+
+def sync_account_secrets(
+    session: Session, *, account_id: int, now: datetime, live: bool = True
+) -> list[ServiceAccountSecret]:
+    """Write the token endpoint's copy (``service_accounts.secrets``) of the account's
+    secrets live at ``now`` (none when ``live`` is False: a deleted account), and return
+    them newest first: the one place that writes that copy."""
+    session.flush()
+    rows = [
+        r
+        for r in list_account_secrets(session, account_id=account_id)
+        if live and (r.expires_at is None or r.expires_at > now)
+    ]
+    copy: list[list[Any]] = [
+        [
+            r.id,
+            r.secret_hash,
+            None if r.expires_at is None else int(r.expires_at.timestamp() * 1000),
+        ]
+        for r in rows
+    ]
+    # Padded to a fixed length: every account's row costs the same to read and decode.
+    copy += [[PADDING.id, PADDING.hash, PADDING.expires_at_ms]] * (SECRET_SLOTS - len(copy))
+    session.execute(
+        update(ServiceAccount).where(ServiceAccount.id == account_id).values(secrets=copy)
+    )
+    return rows
+
+
+def credentials_expire_at(
+    session: Session, *, account_ids: Sequence[int], now: datetime
+) -> dict[int, datetime]:
+    """The earliest expiry among each account's live secrets (accounts with none absent)."""
+    if not account_ids:
+        return {}
+    stmt = (
+        select(ServiceAccountSecret.service_account_id, func.min(ServiceAccountSecret.expires_at))
+        .where(
+            ServiceAccountSecret.service_account_id.in_(account_ids),
+            ServiceAccountSecret.expires_at > now,
+        )
+        .group_by(ServiceAccountSecret.service_account_id)
+    )
+    found: dict[int, datetime] = {}
+    for account_id, at in session.execute(stmt):
+        if at is not None:
+            found[account_id] = _utc(at)
+    return found
+
+
+def _utc(at: datetime | str) -> datetime:
+    """An aggregate's datetime: SQLite hands back text (no column type to decode it)."""
+    if isinstance(at, str):
+        at = datetime.fromisoformat(at)
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
+_used_secret = (
+    update(ServiceAccountSecret)
+    .where(
+        ServiceAccountSecret.id == bindparam("sid"),
+        or_(
+            ServiceAccountSecret.last_used_at.is_(None),
+            ServiceAccountSecret.last_used_at < bindparam("at", type_=UtcDateTime()),
+        ),
+    )
+    .values(last_used_at=bindparam("at", type_=UtcDateTime()))
+)
+_used_account = (
+    update(ServiceAccount)
+    .where(
+        ServiceAccount.client_id == bindparam("cid"),
+        or_(
+            ServiceAccount.last_used_at.is_(None),
+            ServiceAccount.last_used_at < bindparam("at", type_=UtcDateTime()),
+        ),
+    )
+    .values(last_used_at=bindparam("at", type_=UtcDateTime()))
+)
+
+
+def mark_credentials_used(
+    session: Session, *, secrets: dict[int, datetime], accounts: dict[str, datetime]
+) -> None:
+    """Move last-use times forward (never back: other workers and instances flush too)."""
+    conn = session.connection()
+    if secrets:
+        conn.execute(_used_secret, [{"sid": k, "at": v} for k, v in sorted(secrets.items())])
+    if accounts:
+        conn.execute(_used_account, [{"cid": k, "at": v} for k, v in sorted(accounts.items())])
+
+
+def count_expiring_credentials(
+    session: Session, *, now: datetime, horizons: Sequence[datetime]
+) -> list[int]:
+    """Live secrets of live accounts expiring by each horizon (all workspaces)."""
+    counts = []
+    for before in horizons:
+        stmt = (
+            select(func.count(ServiceAccountSecret.id))
+            .join(ServiceAccount, ServiceAccount.id == ServiceAccountSecret.service_account_id)
+            .where(
+                ServiceAccount.status != "deleted",
+                ServiceAccountSecret.expires_at > now,
+                ServiceAccountSecret.expires_at <= before,
+            )
+        )
+        counts.append(int(session.scalar(stmt) or 0))
+    return counts
+
+
 class AccountState(NamedTuple):
     status: str
-    tokens_valid_after: int
+    tokens_cutoff_ms: int
     workspace: str
     # The presented token's jti is in revoked_tokens.
     token_revoked: bool = False
@@ -289,7 +457,7 @@ def _sa_grants_many(dialect_name: str) -> Select[Any]:
             cid.label("cid"),
             jti.label("jti"),
             ServiceAccount.status,
-            ServiceAccount.tokens_valid_after,
+            ServiceAccount.tokens_cutoff_ms,
             Workspace.slug,
             Group.name,
             GroupPermission.permission,
@@ -322,11 +490,11 @@ def service_accounts_grants(
     stmt = _cached(_SA_GRANTS_MANY, dialect, _sa_grants_many)
     params = _pair_params(dialect, ("cid", "jti"), pairs)
     found: dict[tuple[str, str], AccountGrants] = {}
-    for cid, jti, status, valid_after, slug, group, permission, jti_revoked in conn.execute(
+    for cid, jti, status, cutoff_ms, slug, group, permission, jti_revoked in conn.execute(
         stmt, params
     ):
         key = (cid, jti)
-        state = AccountState(status, int(valid_after or 0), slug, bool(jti_revoked))
+        state = AccountState(status, int(cutoff_ms or 0), slug, bool(jti_revoked))
         grants = found[key][1] if key in found else {}
         found[key] = (state, grants)
         if group is not None:

@@ -96,7 +96,7 @@ class SqlTokenStateStore:
                 return TokenStanding(
                     workspace=account.workspace,
                     active=account.status == "active",
-                    tokens_valid_after=account.tokens_valid_after,
+                    tokens_cutoff_ms=account.tokens_cutoff_ms,
                     jti_revoked=account.token_revoked,
                 )
             member = repo.user_grants(

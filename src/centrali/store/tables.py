@@ -139,8 +139,11 @@ class ServiceAccount(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
     client_id: Mapped[str] = mapped_column(String(32), unique=True)
-    # sha256$<hex> of the secret; NULL once the account is deleted.
-    secret_hash: Mapped[str | None] = mapped_column(String(128))
+    # The token endpoint's copy of the account's secrets that were live when last written:
+    # [[secret id, "sha256$<hex>", expires at (epoch ms) or null], ...], written with
+    # service_account_secrets by repositories.sync_account_secrets (the one place that writes
+    # either), so a token request reads one row and no join. Empty once the account is deleted.
+    secrets: Mapped[list[list[Any]] | None] = mapped_column(JSON)
     name: Mapped[str] = mapped_column(String(200))
     description: Mapped[str | None] = mapped_column(String(2000))
     grant_types: Mapped[list[str]] = mapped_column(JSON)
@@ -150,11 +153,39 @@ class ServiceAccount(Base):
     # The names of the account's groups, written with service_account_groups by
     # repositories.set_account_groups: the token endpoint reads them without a join.
     group_names: Mapped[list[str] | None] = mapped_column(JSON)
-    # Access tokens with iat below this epoch second are refused.
-    tokens_valid_after: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Access tokens whose iat, in epoch milliseconds, is at or below this are refused (a
+    # revoke, a delete, a rotation with revokeTokens); 0: none. Tokens minted after a revoke
+    # carry a later iat, to the millisecond if need be (oauth.grants.issued_at_after).
+    tokens_cutoff_ms: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The latest successful use of any of the account's credentials (flushed every few
+    # seconds by services.credential_usage; never moves back).
+    last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     created_by: Mapped[str] = mapped_column(String(64))
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class ServiceAccountSecret(Base):
+    """One of an account's client secrets (at most 5 live): its hash, never the secret."""
+
+    __tablename__ = "service_account_secrets"
+    # Ids are never reused (SQLite would hand a deleted row's id out again): a secret id in
+    # the audit log names one secret, and a rotation always changes the account's ids.
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    service_account_id: Mapped[int] = mapped_column(
+        ForeignKey("service_accounts.id", ondelete="CASCADE"), index=True
+    )
+    # sha256$<hex> of the secret (oauth.credentials.hash_secret).
+    secret_hash: Mapped[str] = mapped_column(String(128))
+    # "…" + the secret's last 4 characters; NULL for a secret from before migration 0006.
+    hint: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    created_by: Mapped[str] = mapped_column(String(64))
+    # NULL: never expires.
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), index=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 class ServiceAccountGroup(Base):

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
 from centrali.services import auth
 from centrali.services.context import Actor, Principal
@@ -22,8 +23,8 @@ from centrali.web.runtime import get_runtime
 async def current_principal(request: Request, workspace_slug: str) -> Principal:
     """Every workspace-scoped route: token checks, then the account behind the token.
     On the event loop: a signature check, then for a service account one statement shared
-    with the other requests of this loop turn (web.batching), cheaper than the thread-pool
-    hop a sync dependency costs."""
+    with the other requests of the moment (web.batching, on its own thread); a user's
+    statement runs in the thread pool. The event loop never waits for the store."""
     runtime = get_runtime(request)
     token = auth.check_token(
         authorization=request.headers.get("authorization"),
@@ -32,7 +33,7 @@ async def current_principal(request: Request, workspace_slug: str) -> Principal:
         now=runtime.clock.now(),
     )
     if not token.is_service_account:
-        return auth.user_principal(runtime.db, token, workspace_slug)
+        return await run_in_threadpool(auth.user_principal, runtime.db, token, workspace_slug)
     found = await runtime.grant_lookups.find(auth.service_account_key(token))
     return auth.service_account_principal(token, workspace_slug, found)
 

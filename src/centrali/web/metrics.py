@@ -8,6 +8,7 @@ worker's values are summed at scrape time, whichever worker answers the scrape.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Mapping
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -18,6 +19,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.core import GaugeMetricFamily
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -41,10 +43,35 @@ STORE_ERRORS = Counter(
 )
 
 
-def render() -> tuple[bytes, str]:
-    """The exposition text and its content type."""
+class _Expiring:
+    """The live-credentials-expiring gauge, read from the store at scrape time (shared by
+    every worker and instance, so no per-process value to sum)."""
+
+    def __init__(self, counts: Mapping[str, int]) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "centrali_credentials_expiring",
+            "Live credentials of live service accounts expiring within the window",
+            labels=["within"],
+        )
+        for window, count in self._counts.items():
+            family.add_metric([window], count)
+        yield family
+
+
+def render(expiring: Mapping[str, int] | None = None) -> tuple[bytes, str]:
+    """The exposition text and its content type; ``expiring``: live credentials expiring
+    within each window ("7d", "30d"), when the store answered."""
     if os.environ.get(MULTIPROC_ENV):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+        body = generate_latest(registry)
+    else:
+        body = generate_latest(REGISTRY)
+    if expiring is not None:
+        extra = CollectorRegistry()
+        extra.register(_Expiring(expiring))
+        body += generate_latest(extra)
+    return body, CONTENT_TYPE_LATEST

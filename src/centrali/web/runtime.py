@@ -14,13 +14,17 @@ from typing import Any
 from starlette.requests import Request
 
 from centrali.config import Settings
+from centrali.oauth.client_auth import ClientAuthenticator
 from centrali.oauth.grants import IssuerConfig
 from centrali.oauth.keys import KeySet
 from centrali.oauth.limits import BucketStore, LimitSettings, MemoryBucketStore, TokenLimiter
 from centrali.oauth.ports import ClientRecord
 from centrali.oauth.reuse import TokenReuseCache
+from centrali.oauth.user_ports import PublicClient
 from centrali.services.auth import TokenPolicy
+from centrali.services.credential_usage import CredentialUsageCounter
 from centrali.services.keys import KeyWatcher
+from centrali.services.oidc import OidcStore, find_public_client
 from centrali.services.token_failures import TokenFailureCounter
 from centrali.store import audit_queries
 from centrali.store.client_store import SqlClientStore
@@ -51,16 +55,25 @@ class Runtime:
         # The hot lookups, gathered per event-loop turn (looked up at call time: tests
         # watch the store's methods).
         self.client_lookups: TurnBatch[str, ClientRecord | None] = TurnBatch(
-            lambda client_ids: self.clients.find_clients(client_ids)
+            lambda client_ids: self.clients.find_clients(client_ids), name="clients"
         )
         self.grant_lookups: TurnBatch[tuple[str, str], AccountGrants | None] = TurnBatch(
-            lambda pairs: self._service_accounts_grants(pairs)
+            lambda pairs: self._service_accounts_grants(pairs), name="grants"
         )
         self.record_reads: TurnBatch[tuple[str, int], tuple[Any, ...] | None] = TurnBatch(
-            lambda keys: self._read_records(keys)
+            lambda keys: self._read_records(keys), name="records"
         )
         self.limiter = build_limiter(self.settings)
         self.token_failures = TokenFailureCounter()
+        self.credential_usage = CredentialUsageCounter()
+        self.oidc_store = OidcStore(self.db, self.settings.issuer)
+        self.authenticator = ClientAuthenticator(
+            clients=_BatchedClients(self.client_lookups),
+            public_clients=_PublicClients(self.oidc_store),
+            limiter=self.limiter,
+            failures=self.token_failures,
+            usage=self.credential_usage,
+        )
         self.set_keys(self.keys)
 
     def _service_accounts_grants(
@@ -83,10 +96,33 @@ class Runtime:
         self.policy = TokenPolicy(keys=keys, issuer=s.issuer, audience=s.audience)
 
     async def close(self) -> None:
-        """Release what the worker holds besides the store (the Redis connection)."""
+        """Release what the worker holds besides the store (the Redis connection, the
+        lookup threads)."""
+        for batch in (self.client_lookups, self.grant_lookups, self.record_reads):
+            batch.close()
         close = getattr(self.limiter.store, "close", None) if self.limiter else None
         if close is not None:
             await close()
+
+
+class _BatchedClients:
+    """The pipeline's ClientStore: each lookup joins the batch of the moment."""
+
+    def __init__(self, batch: TurnBatch[str, ClientRecord | None]) -> None:
+        self._batch = batch
+
+    async def find_client(self, client_id: str) -> ClientRecord | None:
+        return await self._batch.find(client_id)
+
+
+class _PublicClients:
+    """The pipeline's PublicClientLookup: a store read, in a worker thread."""
+
+    def __init__(self, store: OidcStore) -> None:
+        self._store = store
+
+    async def find_public_client(self, client_id: str) -> PublicClient | None:
+        return await asyncio.to_thread(find_public_client, self._store, client_id)
 
 
 FAILURE_FLUSH_SECONDS = 5.0
@@ -96,18 +132,28 @@ FAILURE_RETENTION = timedelta(days=90)
 
 
 async def flush_token_failures(runtime: Runtime) -> None:
-    """Write the failed-token counts to the store every few seconds, off the event loop,
-    and once more when the worker stops; once an hour drop windows older than 90 days."""
+    """Write the failed-token counts and the credentials' last-use times to the store every
+    few seconds, off the event loop, and once more when the worker stops; once an hour drop
+    failure windows older than 90 days."""
     pruned_at = time.monotonic() - 3600  # the first tick prunes
     try:
         while True:
             await asyncio.sleep(FAILURE_FLUSH_SECONDS)
             await _flush_failures(runtime)
+            await flush_credential_usage(runtime)
             if time.monotonic() - pruned_at >= 3600:
                 pruned_at = time.monotonic()
                 await _prune_failures(runtime)
     finally:
         await _flush_failures(runtime)
+        await flush_credential_usage(runtime)
+
+
+async def flush_credential_usage(runtime: Runtime) -> None:
+    try:
+        await asyncio.to_thread(runtime.credential_usage.flush, runtime.db)
+    except Exception:  # the times are kept for the next flush
+        log.warning("credential last-use times: store write failed; kept for the next flush")
 
 
 async def _prune_failures(runtime: Runtime) -> None:

@@ -49,6 +49,8 @@ class ServiceAccountCreate(_Body):
     grant_types: list[str] | None = Field(None, max_length=16)
     scope: str | None = Field(None, max_length=1_000)
     groups: list[str] | None = Field(None, max_length=1_000)
+    # ISO 8601 with an offset; checked by the service (strict mode takes no str for datetime).
+    secret_expires_at: str | None = Field(None, alias="secretExpiresAt", max_length=64)
 
 
 class NameUpdate(_Body):
@@ -65,6 +67,12 @@ class GroupsUpdate(_Body):
 
 class RotateRequest(_Body):
     revoke_tokens: bool = Field(False, alias="revokeTokens")
+    grace_period_seconds: int = Field(0, alias="gracePeriodSeconds", ge=0, le=7 * 86400)
+    expires_at: str | None = Field(None, alias="expiresAt", max_length=64)
+
+
+class SecretCreate(_Body):
+    expires_at: str | None = Field(None, alias="expiresAt", max_length=64)
 
 
 class FieldIn(_Body):

@@ -1,9 +1,11 @@
 """``POST /oidc/token`` as a bare ASGI handler, in front of the framework.
 
-The token endpoint is the hot path: one indexed lookup, one hash, one RSA signature. Routing,
-dependency injection and the middleware stack would cost more than the lookup, so the
-dispatcher answers this one path itself and hands everything else to the FastAPI app;
-``token_openapi()`` describes it in the app's OpenAPI document.
+The token endpoint is the hot path: one batched lookup, one hash, one signature. Routing,
+dependency injection and the middleware stack would cost more than that, so the dispatcher
+answers this one path itself and hands everything else to the FastAPI app;
+``token_openapi()`` describes it in the app's OpenAPI document. It only reads and writes
+HTTP: the client's authentication is the core's pipeline (``oauth.client_auth``), the grant
+the core's token endpoint (``oauth.token_endpoint``).
 """
 
 from __future__ import annotations
@@ -17,18 +19,19 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from centrali.oauth.client_auth import NONE, is_lookup_id
+from centrali.oauth.client_auth import Authenticated, ClientAuthRequest
 from centrali.oauth.errors import InvalidClientError, OAuthError, TemporarilyUnavailableError
 from centrali.oauth.grants import TokenResponse
-from centrali.oauth.limits import NOTHING_TAKEN, SlowDownError
-from centrali.oauth.ports import ClientRecord, ClientStore
+from centrali.oauth.limits import SlowDownError
 from centrali.oauth.token_endpoint import (
     PreparedTokenRequest,
     TokenRequest,
     complete_token_request,
+    needs_user_store,
     parse_form,
     prepare_token_request,
 )
+from centrali.oauth.user_ports import PublicClient
 from centrali.services.oidc import complete_user_grant
 from centrali.store.client_store import StoreUnavailableError
 from centrali.web import metrics
@@ -44,8 +47,7 @@ _JSON_HEADERS = [
     (b"pragma", b"no-cache"),
 ]
 _BODY_TIMEOUT = {"error": "invalid_request", "error_description": "Request body too slow"}
-# Refusals counted per account in the store (the rest are the caller's own mistakes).
-_COUNTED = frozenset({"unknown_client", "wrong_secret", "inactive_client", "rate_limited"})
+_SERVER_ERROR = {"error": "server_error", "error_description": "Internal server error"}
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
 
 
@@ -53,37 +55,10 @@ class _Disconnected(Exception):
     pass
 
 
-class _WaitFirst(Exception):
-    def __init__(self, seconds: float) -> None:
-        super().__init__(seconds)
-        self.seconds = seconds
-
-
-class _LoopClock:
-    """Wall-clock time; a wait the core asks for (see ClientCredentialsGrant) is done by the
-    dispatcher with ``asyncio.sleep`` instead of blocking the event loop."""
-
-    def now(self) -> float:
-        return time.time()
-
-    def sleep(self, seconds: float) -> None:
-        raise _WaitFirst(seconds)
-
-
-_LOOP_CLOCK = _LoopClock()
-
-
-_CLIENT_FAILURES = {
-    "unknown client": "unknown_client",
-    "wrong secret": "wrong_secret",
-    "client not active": "inactive_client",
-}
-
-
 def refusal_reason(exc: OAuthError) -> str:
-    """A short, bounded label for a refusal: the metrics' ``reason`` and the failure counts'."""
+    """A short, bounded label for a refusal: the metrics' ``reason``."""
     if isinstance(exc, InvalidClientError):
-        return _CLIENT_FAILURES.get(exc.detail or "", "no_credentials")
+        return exc.detail or "no_credentials"
     if isinstance(exc, SlowDownError):
         return "rate_limited"
     if isinstance(exc, TemporarilyUnavailableError):
@@ -91,74 +66,46 @@ def refusal_reason(exc: OAuthError) -> str:
     return exc.error
 
 
-class _Fetched:
-    """A ClientStore that answers with the record already looked up for this request."""
-
-    def __init__(self, client_id: str, record: ClientRecord | None, store: ClientStore) -> None:
-        self._client_id = client_id
-        self._record = record
-        self._store = store
-
-    def find_client(self, client_id: str) -> ClientRecord | None:
-        if client_id == self._client_id:
-            return self._record
-        return self._store.find_client(client_id)
-
-
-async def look_up_client(runtime: Runtime, prepared: PreparedTokenRequest) -> ClientRecord | None:
-    """The record of a confidential client's id, gathered with the other lookups of this loop
-    turn into one statement (web.batching); None when there is nothing to look up (a
-    public client's user grant, or an id that may not reach SQL)."""
-    if prepared.needs_user_store or not is_lookup_id(prepared.client_id):
-        return None
-    try:
-        return await runtime.client_lookups.find(prepared.client_id)
-    except StoreUnavailableError as exc:
-        metrics.STORE_ERRORS.labels("token").inc()
-        raise TemporarilyUnavailableError(detail=f"store: {exc}") from exc
+def as_oauth_error(exc: Exception, component: str) -> OAuthError | None:
+    """The OAuth error to answer for ``exc`` (a store that did not answer is 503
+    ``temporarily_unavailable``); None for a bug. The one place the OAuth endpoints make
+    that conversion."""
+    if isinstance(exc, OAuthError):
+        return exc
+    if isinstance(exc, StoreUnavailableError):
+        metrics.STORE_ERRORS.labels(component).inc()
+        return TemporarilyUnavailableError(detail=f"store: {exc}")
+    return None
 
 
 async def issue_token(
-    runtime: Runtime, prepared: PreparedTokenRequest, record: ClientRecord | None
+    runtime: Runtime, prepared: PreparedTokenRequest, authenticated: Authenticated
 ) -> TokenResponse:
-    """The token endpoint's work, on the event loop, once the client is looked up
-    (``record``, from look_up_client): one hash, one signature, no await in between. A
-    thread hop would cost more than the work.
-
-    A public client's authorization_code or refresh_token request is the exception: it
-    writes to the store (consumes the code, rotates the refresh token) in a transaction that
-    may wait for a lock, so it runs in a worker thread."""
-    if prepared.needs_user_store:
-        try:
-            return await asyncio.to_thread(
-                complete_user_grant,
-                prepared,
-                clients=runtime.clients,
-                config=runtime.issuer_config,
-                clock=runtime.clock,
-                db=runtime.db,
-                settings=runtime.settings,
-            )
-        except StoreUnavailableError as exc:
-            metrics.STORE_ERRORS.labels("token").inc()
-            raise TemporarilyUnavailableError(detail=f"store: {exc}") from exc
-    for _ in range(4):
-        try:
-            return complete_token_request(
-                prepared,
-                clients=_Fetched(prepared.client_id, record, runtime.clients),
-                config=runtime.issuer_config,
-                clock=_LOOP_CLOCK,
-            )
-        except _WaitFirst as wait:
-            # The loop's timer runs on the monotonic clock and may wake a hair before the
-            # wall-clock second the grant waits for: a few milliseconds more make sure.
-            await asyncio.sleep(min(wait.seconds, 1.0) + 0.005)
-            record = await look_up_client(runtime, prepared)
-        except StoreUnavailableError as exc:
-            metrics.STORE_ERRORS.labels("token").inc()
-            raise TemporarilyUnavailableError(detail=f"store: {exc}") from exc
-    raise TemporarilyUnavailableError()
+    """The grant, once the client is authenticated: on the event loop for a service
+    account (one signature, no I/O: a thread hop would cost more than the work); in a
+    worker thread for a public client's user grant, which writes to the store (consumes the
+    code, rotates the refresh token) in a transaction that may wait for a lock."""
+    if needs_user_store(authenticated):
+        assert isinstance(authenticated.client, PublicClient)
+        return await asyncio.to_thread(
+            complete_user_grant,
+            prepared,
+            authenticated.client,
+            config=runtime.issuer_config,
+            clock=runtime.clock,
+            db=runtime.db,
+            settings=runtime.settings,
+        )
+    client = authenticated.confidential
+    wait = (client.tokens_cutoff_ms + 1) / 1000 - runtime.clock.now()
+    if wait > 0:
+        # Revoked and re-activated within this very millisecond (or by an instance whose
+        # clock is ahead): the token's iat must fall after the cut-off without being dated
+        # in the future, so let that millisecond pass (capped: clocks may disagree).
+        await asyncio.sleep(min(wait, 1.0))
+    return complete_token_request(
+        prepared, authenticated, config=runtime.issuer_config, clock=runtime.clock
+    )
 
 
 class TokenDispatcher:
@@ -182,8 +129,8 @@ class TokenDispatcher:
             await self.app(scope, receive, send)
             return
         if scope["method"] != "POST":
-            refusal = {"error": "invalid_request", "error_description": "Use POST"}
-            await _answer(send, 405, refusal, [(b"allow", b"POST")])
+            use_post = {"error": "invalid_request", "error_description": "Use POST"}
+            await _answer(send, 405, use_post, [(b"allow", b"POST")])
             return
         content_type = authorization = None
         too_large = False
@@ -210,55 +157,32 @@ class TokenDispatcher:
         client = scope.get("client")
         ip = client[0] if client else "unknown"
         prepared: PreparedTokenRequest | None = None
-        limiter = runtime.limiter
-        now = time.time()
         try:
-            form = parse_form(content_type, body)
-            try:
-                prepared = prepare_token_request(
-                    TokenRequest(form=form, authorization=authorization)
-                )
-            except InvalidClientError:
-                # No credentials at all: a failed authentication of this address, refused
-                # with 429 like any other while the address is held back.
-                if limiter is not None:
-                    await limiter.admit(ip, None, now)
-                raise
-            public = prepared.credentials.method == NONE
-            # A request the limits already refuse costs no lookup (check takes nothing). The
-            # lookup (which may wait for the end of this loop turn) holds no limit tokens:
-            # with the in-memory buckets, admit, the secret check and settle run in one
-            # step of this task, so concurrent good requests never hold back one another's
-            # failure budget, and a burst of guesses still gets no more checks than the limit.
-            if limiter is not None:
-                await limiter.check(ip, prepared.client_id, now, public=public)
-            record = await look_up_client(runtime, prepared)
-            admission = NOTHING_TAKEN
-            if limiter is not None:
-                admission = await limiter.admit(ip, prepared.client_id, now, public=public)
-            outcome = "other"
-            try:
-                response = await issue_token(runtime, prepared, record)
-                outcome = "issued"
-            except InvalidClientError:
-                outcome = "auth_failed"
-                raise
-            finally:
-                if limiter is not None:
-                    await limiter.settle(admission, outcome, now)
-        except OAuthError as exc:
-            reason = refusal_reason(exc)
-            metrics.TOKENS_REFUSED.labels(reason).inc()
-            if prepared is not None and reason in _COUNTED:
-                runtime.token_failures.record(prepared.client_id, reason)
-            headers = [(k.lower().encode(), v.encode()) for k, v in exc.headers().items()]
-            await _answer(send, exc.status_code, exc.body(), headers)
-            return
-        except Exception:  # a bug: a fixed answer on the wire, the traceback in the log
-            log.exception("token endpoint failed")
-            metrics.TOKENS_REFUSED.labels("server_error").inc()
-            failure = {"error": "server_error", "error_description": "Internal server error"}
-            await _answer(send, 500, failure, [])
+            prepared = prepare_token_request(
+                TokenRequest(form=parse_form(content_type, body), authorization=authorization)
+            )
+            request = ClientAuthRequest(
+                form=prepared.form,
+                authorization=authorization,
+                ip=ip,
+                allow_none=prepared.allows_public_client,
+            )
+            ready = prepared
+
+            async def grant(authenticated: Authenticated) -> TokenResponse:
+                return await issue_token(runtime, ready, authenticated)
+
+            response = await runtime.authenticator.authenticate(request, time.time(), grant)
+        except Exception as exc:
+            refusal = as_oauth_error(exc, "token")
+            if refusal is None:  # a bug: a fixed answer on the wire, the traceback in the log
+                log.exception("token endpoint failed")
+                metrics.TOKENS_REFUSED.labels("server_error").inc()
+                await _answer(send, 500, _SERVER_ERROR, [])
+                return
+            metrics.TOKENS_REFUSED.labels(refusal_reason(refusal)).inc()
+            headers = [(k.lower().encode(), v.encode()) for k, v in refusal.headers().items()]
+            await _answer(send, refusal.status_code, refusal.body(), headers)
             return
         metrics.TOKENS_ISSUED.labels(prepared.grant.grant_type).inc()
         await _answer(send, 200, response.body(), [])

@@ -1,6 +1,10 @@
-"""centrali.oauth.grants: client_credentials (RFC 6749 §4.4) and scope resolution (§3.3)."""
+"""centrali.oauth.grants: client_credentials (RFC 6749 §4.4), scope resolution (§3.3), the
+revocation cut-off and token reuse."""
 
 from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
 
 import jwt
 import pytest
@@ -14,8 +18,19 @@ from centrali.oauth.grants import (
     resolve_scope,
 )
 from centrali.oauth.keys import KeySet
-from centrali.oauth.tokens import verify_access_token
-from tests.unit.oauth.fakes import AUDIENCE, CLIENT_ID, ISSUER, NOW, FakeClock, make_client
+from centrali.oauth.reuse import TokenReuseCache, reuse_key
+from centrali.oauth.tokens import cut_off, verify_access_token
+from tests.unit.oauth.fakes import (
+    AUDIENCE,
+    CLIENT_ID,
+    ISSUER,
+    NOW,
+    SECRET,
+    SECRET_ID,
+    FakeClock,
+    make_client,
+    stored,
+)
 
 TTL = 25200
 
@@ -116,24 +131,113 @@ def test_scope_not_allowed_is_invalid_scope(config: IssuerConfig) -> None:
 
 
 @pytest.mark.parametrize(
-    ("now", "valid_after", "sleeps", "iat"),
+    ("now", "cutoff_ms", "iat"),
     [
-        pytest.param(1000.25, 1001, [0.75], 1001, id="before-cutoff-waits"),
-        pytest.param(1001.0, 1001, [], 1001, id="at-cutoff"),
-        pytest.param(1500.0, 1001, [], 1500, id="after-cutoff"),
-        pytest.param(1000.0, 0, [], 1000, id="never-revoked"),
+        pytest.param(1000.25, 0, 1000, id="never-revoked"),
+        pytest.param(1500.0, 1_000_000, 1500, id="revoked-long-ago"),
+        pytest.param(1001.25, 1_000_999, 1001, id="cutoff-in-the-last-ms-of-the-second-before"),
+        pytest.param(1001.0, 1_000_999, 1001, id="at-the-second-after-the-cutoff"),
+        pytest.param(1000.75, 1_000_250, 1000.75, id="cutoff-earlier-in-the-same-second"),
+        pytest.param(1000.5, 1_000_000, 1000.5, id="cutoff-on-the-whole-second"),
     ],
 )
-def test_no_token_is_minted_before_tokens_valid_after(
-    config: IssuerConfig, now: float, valid_after: int, sleeps: list[float], iat: int
+def test_a_token_is_minted_at_once_after_the_cutoff(
+    config: IssuerConfig, now: float, cutoff_ms: int, iat: float
 ) -> None:
-    clock = FakeClock(now)
-    client = make_client(tokens_valid_after=valid_after)
+    clock = FakeClock(now)  # no sleep(): the grant never waits
+    client = make_client(tokens_cutoff_ms=cutoff_ms)
     response = ClientCredentialsGrant().handle(client, {}, config, clock)
-    assert clock.sleeps == pytest.approx(sleeps)
+    assert clock.now() == now
     claims = jwt.decode(response.access_token, options={"verify_signature": False})
     assert claims["iat"] == iat
-    assert claims["iat"] >= valid_after
+    assert type(claims["iat"]) is type(iat)  # a whole second stays an integer
+    assert claims["iat"] <= now
+    assert not cut_off(claims["iat"], cutoff_ms)
+    assert claims["exp"] == int(now) + TTL
+    assert response.expires_in == TTL
+
+
+# --- reuse ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def reusing(key_set: KeySet) -> IssuerConfig:
+    return IssuerConfig(
+        keys=key_set, issuer=ISSUER, audience=AUDIENCE, ttl=TTL, reuse=TokenReuseCache(60)
+    )
+
+
+def _jti(response: TokenResponse) -> str:
+    return str(jwt.decode(response.access_token, options={"verify_signature": False})["jti"])
+
+
+def test_a_repeat_request_in_the_window_gets_the_same_token(reusing: IssuerConfig) -> None:
+    client = make_client()
+    first = ClientCredentialsGrant().handle(client, {}, reusing, FakeClock(NOW))
+    again = ClientCredentialsGrant().handle(client, {}, reusing, FakeClock(NOW + 10.5))
+    assert again.access_token == first.access_token
+    assert again.expires_in == TTL - 10
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        pytest.param({"tokens_cutoff_ms": int(NOW) * 1000 + 500}, id="revoked-and-reactivated"),
+        pytest.param(
+            {"secrets": (stored(SECRET, SECRET_ID), stored("sk_new", 2))}, id="new-secret"
+        ),
+        pytest.param({"secrets": (stored("sk_new", 2),)}, id="secret-rotated"),
+        pytest.param({"groups": ("admins",)}, id="groups"),
+        pytest.param({"workspace": "globex"}, id="workspace"),
+    ],
+)
+def test_a_change_of_the_clients_credential_state_is_never_answered_from_memory(
+    reusing: IssuerConfig, changed: dict[str, Any]
+) -> None:
+    client = make_client()
+    first = ClientCredentialsGrant().handle(client, {}, reusing, FakeClock(NOW))
+    again = ClientCredentialsGrant().handle(
+        replace(client, **changed), {}, reusing, FakeClock(NOW + 1)
+    )
+    assert _jti(again) != _jti(first)
+
+
+def test_the_reuse_key_holds_the_secret_ids_and_the_cutoff() -> None:
+    client = make_client(secrets=(stored(SECRET, 4), stored("sk_other", 9)), tokens_cutoff_ms=1_234)
+    assert reuse_key(client, "openid") == (
+        CLIENT_ID,
+        "openid",
+        (4, 9),
+        1_234,
+        "acme-corp",
+        ("api-users",),
+    )
+
+
+def test_a_held_token_with_less_than_a_second_left_is_not_reused(key_set: KeySet) -> None:
+    # The same timing as the next test, with a whole-second iat.
+    config = IssuerConfig(
+        keys=key_set, issuer=ISSUER, audience=AUDIENCE, ttl=2, reuse=TokenReuseCache(60)
+    )
+    first = ClientCredentialsGrant().handle(make_client(), {}, config, FakeClock(NOW))
+    again = ClientCredentialsGrant().handle(make_client(), {}, config, FakeClock(NOW + 1.5))
+    assert _jti(again) != _jti(first)
+
+
+def test_a_reused_token_minted_after_a_cutoff_is_not_served_in_its_last_second(
+    key_set: KeySet,
+) -> None:
+    # TTL 2 s (CENTRALI_TOKEN_TTL allows 1 s and up), reuse window 60 s.
+    config = IssuerConfig(
+        keys=key_set, issuer=ISSUER, audience=AUDIENCE, ttl=2, reuse=TokenReuseCache(60)
+    )
+    client = make_client(tokens_cutoff_ms=int(NOW) * 1000 + 500)
+    first = ClientCredentialsGrant().handle(client, {}, config, FakeClock(NOW + 0.75))
+    claims = jwt.decode(first.access_token, options={"verify_signature": False})
+    assert (claims["iat"], claims["exp"]) == (NOW + 0.75, int(NOW) + 2)
+    # 0.5 s before its exp: the held token is about to expire, a new one is due.
+    again = ClientCredentialsGrant().handle(client, {}, config, FakeClock(NOW + 1.5))
+    assert _jti(again) != _jti(first)
 
 
 def test_token_response_body_is_exactly_the_rfc6749_fields() -> None:

@@ -1,16 +1,26 @@
 """centrali.oauth.introspection: introspection (RFC 7662) and revocation (RFC 7009) decisions,
-with a dict-backed TokenStateStore."""
+with a dict-backed TokenStateStore; the caller authenticated by the client_auth pipeline, as
+the HTTP layer does it."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 import jwt
 import pytest
 
-from centrali.oauth.client_auth import POST, ClientCredentials
+from centrali.oauth.client_auth import (
+    NO_CREDENTIALS,
+    UNKNOWN_CLIENT,
+    WRONG_SECRET,
+    Authenticated,
+    ClientAuthenticator,
+    ClientAuthRequest,
+)
 from centrali.oauth.errors import InvalidClientError, InvalidRequestError, UnauthorizedClientError
 from centrali.oauth.grants import IssuerConfig
 from centrali.oauth.introspection import (
@@ -26,7 +36,21 @@ from centrali.oauth.introspection import (
 )
 from centrali.oauth.keys import KeySet, SigningKey
 from centrali.oauth.tokens import TokenSubject, VerifiedToken, issue_access_token
-from tests.unit.oauth.fakes import AUDIENCE, CLIENT_ID, ISSUER, NOW, SECRET, make_client
+from centrali.oauth.user_ports import PublicClient
+from tests.unit.oauth.fakes import (
+    AUDIENCE,
+    CLIENT_ID,
+    IP,
+    ISSUER,
+    NOW,
+    SECRET,
+    FakeClientStore,
+    FakePublicClients,
+    RecordingLimiter,
+    make_client,
+)
+
+T = TypeVar("T")
 
 TTL = 25200
 OTHER_ID = "ci_zyxwvutsrqponmlkjihg"
@@ -92,9 +116,7 @@ def mint(config: IssuerConfig, who: TokenSubject = SUBJECT, *, now: float = NOW,
 
 
 def request_for(token: str, hint: str | None = None) -> TokenActionRequest:
-    return TokenActionRequest(
-        token=token, token_type_hint=hint, credentials=ClientCredentials(CLIENT_ID, SECRET, POST)
-    )
+    return TokenActionRequest(token=token, token_type_hint=hint)
 
 
 def claims_of(token: str) -> dict[str, Any]:
@@ -104,17 +126,14 @@ def claims_of(token: str) -> dict[str, Any]:
 # --- read_token_request ------------------------------------------------------------------------
 
 
-def test_the_form_gives_token_hint_and_credentials() -> None:
+def test_the_form_gives_token_and_hint() -> None:
     form = {
         "token": "abc",
         "token_type_hint": "access_token",
         "client_id": CLIENT_ID,
         "client_secret": SECRET,
     }
-    request = read_token_request(form, None)
-    assert request == TokenActionRequest(
-        "abc", "access_token", ClientCredentials(CLIENT_ID, SECRET, POST)
-    )
+    assert read_token_request(form) == TokenActionRequest("abc", "access_token")
 
 
 @pytest.mark.parametrize(
@@ -127,26 +146,158 @@ def test_the_form_gives_token_hint_and_credentials() -> None:
     ],
 )
 def test_only_known_hints_are_kept(hint: str | None, kept: str | None) -> None:
-    form = {"token": "abc", "client_id": CLIENT_ID, "client_secret": SECRET}
+    form = {"token": "abc"}
     if hint is not None:
         form["token_type_hint"] = hint
-    assert read_token_request(form, None).token_type_hint == kept
+    assert read_token_request(form).token_type_hint == kept
 
 
-def test_missing_token_is_invalid_request_before_any_credential_check() -> None:
+def test_missing_token_is_invalid_request() -> None:
     with pytest.raises(InvalidRequestError, match="token"):
-        read_token_request({}, None)
+        read_token_request({"client_id": CLIENT_ID, "client_secret": SECRET})
 
 
-def test_no_credentials_is_invalid_client() -> None:
-    with pytest.raises(InvalidClientError):
-        read_token_request({"token": "abc"}, None)
+def test_the_form_is_read_without_credentials() -> None:
+    # The credentials are the authentication pipeline's, not the form reader's.
+    assert read_token_request({"token": "abc"}) == TokenActionRequest("abc", None)
 
 
-def test_credentials_by_both_methods_are_invalid_request() -> None:
-    basic = "Basic " + base64.b64encode(f"{CLIENT_ID}:{SECRET}".encode()).decode()
+# --- through the authentication pipeline, as the endpoints run it ------------------------------
+
+CLI = PublicClient("centrali-cli", ("http://127.0.0.1/cb",))
+
+
+def _endpoint(
+    form: dict[str, str],
+    authorization: str | None,
+    work: Callable[[TokenActionRequest, Authenticated], T],
+    *,
+    allow_public: bool = False,
+    clients: FakeClientStore | None = None,
+    limiter: RecordingLimiter | None = None,
+) -> T:
+    """Form read, ``token`` present, client authenticated, then ``work``, in that order."""
+    token_request = read_token_request(form)
+    authenticator = ClientAuthenticator(
+        clients=clients or FakeClientStore([make_client()]),
+        public_clients=FakePublicClients([CLI]),
+        limiter=limiter,
+    )
+    request = ClientAuthRequest(form, authorization, IP, allow_public)
+
+    async def then(caller: Authenticated) -> T:
+        return work(token_request, caller)
+
+    return asyncio.run(authenticator.authenticate(request, NOW, then))
+
+
+def _basic(client_id: str, secret: str) -> str:
+    return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+
+
+def test_introspection_through_the_pipeline(
+    config: IssuerConfig, store: FakeTokenStateStore
+) -> None:
+    token = mint(config)
+
+    def work(request: TokenActionRequest, caller: Authenticated) -> Introspection:
+        return introspect(request, caller.confidential, tokens=store, config=config, now=NOW)
+
+    for form, authorization in (
+        ({"token": token, "client_id": CLIENT_ID, "client_secret": SECRET}, None),
+        ({"token": token}, _basic(CLIENT_ID, SECRET)),
+    ):
+        assert _endpoint(form, authorization, work).active
+
+
+@pytest.mark.parametrize(
+    ("form", "authorization", "allow_public", "reason"),
+    [
+        pytest.param({}, None, False, NO_CREDENTIALS, id="no-credentials"),
+        pytest.param({"client_id": CLIENT_ID}, None, False, NO_CREDENTIALS, id="no-secret"),
+        pytest.param({}, _basic(CLIENT_ID, "sk_wrong"), False, WRONG_SECRET, id="wrong-secret"),
+        pytest.param(
+            {"client_id": "centrali-cli"}, None, False, NO_CREDENTIALS, id="public-introspecting"
+        ),
+        pytest.param({"client_id": "nope"}, None, True, UNKNOWN_CLIENT, id="unknown-public"),
+    ],
+)
+def test_an_unauthenticated_caller_learns_nothing_about_the_token(
+    config: IssuerConfig,
+    store: FakeTokenStateStore,
+    form: dict[str, str],
+    authorization: str | None,
+    allow_public: bool,
+    reason: str,
+) -> None:
+    def work(request: TokenActionRequest, caller: Authenticated) -> Introspection:
+        return introspect(request, caller.confidential, tokens=store, config=config, now=NOW)
+
+    with pytest.raises(InvalidClientError) as info:
+        _endpoint({"token": mint(config), **form}, authorization, work, allow_public=allow_public)
+    assert info.value.detail == reason
+    assert store.lookups == []
+
+
+def test_credentials_by_both_methods_are_invalid_request(
+    config: IssuerConfig, store: FakeTokenStateStore
+) -> None:
+    clients = FakeClientStore([make_client()])
+
+    def work(request: TokenActionRequest, caller: Authenticated) -> None:
+        raise AssertionError("not reached")
+
     with pytest.raises(InvalidRequestError):
-        read_token_request({"token": "abc", "client_secret": SECRET}, basic)
+        _endpoint(
+            {"token": "abc", "client_secret": SECRET},
+            _basic(CLIENT_ID, SECRET),
+            work,
+            clients=clients,
+        )
+    assert clients.lookups == []
+
+
+def test_missing_token_is_refused_before_the_client_is_authenticated() -> None:
+    clients, limiter = FakeClientStore([make_client()]), RecordingLimiter()
+
+    def work(request: TokenActionRequest, caller: Authenticated) -> None:
+        raise AssertionError("not reached")
+
+    with pytest.raises(InvalidRequestError):
+        _endpoint(
+            {"client_id": CLIENT_ID, "client_secret": SECRET},
+            None,
+            work,
+            clients=clients,
+            limiter=limiter,
+        )
+    assert (clients.lookups, limiter.events) == ([], [])
+
+
+@pytest.mark.parametrize(
+    ("who", "recorded"),
+    [
+        pytest.param(USER, True, id="own-token"),
+        pytest.param(replace(USER, client_id="app"), False, id="another-clients-token"),
+        pytest.param(SUBJECT, False, id="a-service-accounts-token"),
+    ],
+)
+def test_a_public_client_may_revoke_its_own_tokens_by_naming_itself(
+    config: IssuerConfig, store: FakeTokenStateStore, who: TokenSubject, recorded: bool
+) -> None:
+    token = mint(config, who)
+
+    def work(request: TokenActionRequest, caller: Authenticated) -> None:
+        revoke(request, caller.client, tokens=store, config=config, now=NOW)
+
+    form = {"token": token, "client_id": "centrali-cli"}
+    if recorded:
+        _endpoint(form, None, work, allow_public=True)
+        assert claims_of(token)["jti"] in store.revoked
+    else:
+        with pytest.raises(UnauthorizedClientError):
+            _endpoint(form, None, work, allow_public=True)
+        assert store.revoked == {}
 
 
 # --- introspect --------------------------------------------------------------------------------
@@ -236,7 +387,8 @@ def test_tokens_that_do_not_verify_are_inactive(
     [
         pytest.param(None, id="deleted-account-or-no-longer-a-member"),
         pytest.param(replace(LIVE, active=False), id="revoked-account"),
-        pytest.param(replace(LIVE, tokens_valid_after=int(NOW) + 1), id="revoked-after-issue"),
+        pytest.param(replace(LIVE, tokens_cutoff_ms=int(NOW) * 1000 + 1), id="revoked-after-issue"),
+        pytest.param(replace(LIVE, tokens_cutoff_ms=int(NOW) * 1000), id="revoked-at-issue"),
         pytest.param(replace(LIVE, jti_revoked=True), id="revoked-jti"),
         pytest.param(replace(LIVE, workspace="globex"), id="account-of-another-workspace"),
     ],
@@ -251,7 +403,20 @@ def test_tokens_their_holder_no_longer_holds_are_inactive(
     assert answer.body() == {"active": False}
 
 
-def test_a_token_issued_in_the_cutoff_second_is_live() -> None:
+@pytest.mark.parametrize(
+    ("issued_at", "cutoff_ms", "live"),
+    [
+        pytest.param(100, 0, True, id="never-revoked"),
+        pytest.param(100, 99_999, True, id="issued-the-second-after-the-cutoff"),
+        pytest.param(100, 100_000, False, id="issued-at-the-cutoff"),
+        pytest.param(100, 100_500, False, id="issued-before-the-cutoff"),
+        pytest.param(100.501, 100_500, True, id="issued-just-after-a-cutoff-in-its-second"),
+        pytest.param(100.5, 100_500, False, id="fraction-at-the-cutoff"),
+    ],
+)
+def test_the_cutoff_kills_tokens_issued_at_or_before_its_millisecond(
+    issued_at: float, cutoff_ms: int, live: bool
+) -> None:
     token = VerifiedToken(
         subject=CLIENT_ID,
         client_id=CLIENT_ID,
@@ -259,13 +424,35 @@ def test_a_token_issued_in_the_cutoff_second_is_live() -> None:
         is_service_account=True,
         groups=(),
         scope="openid",
-        issued_at=100,
+        issued_at=issued_at,
         expires_at=200,
         jti="j",
         claims={},
     )
-    assert token_is_live(token, replace(LIVE, tokens_valid_after=100))
-    assert not token_is_live(token, replace(LIVE, tokens_valid_after=101))
+    assert token_is_live(token, replace(LIVE, tokens_cutoff_ms=cutoff_ms)) is live
+
+
+def test_a_token_reissued_after_a_cutoff_in_its_second_introspects_as_live(
+    config: IssuerConfig,
+) -> None:
+    cutoff = int(NOW) * 1000 + 200
+    old = mint(config, now=NOW + 0.1)
+    new = issue_access_token(
+        SUBJECT,
+        keys=config.keys,
+        issuer=config.issuer,
+        audience=config.audience,
+        ttl=TTL,
+        now=NOW + 0.5,
+        cutoff_ms=cutoff,
+    ).token
+    store = FakeTokenStateStore({CLIENT_ID: replace(LIVE, tokens_cutoff_ms=cutoff)})
+    answers = [
+        introspect(request_for(t), make_client(), tokens=store, config=config, now=NOW + 0.5)
+        for t in (old, new)
+    ]
+    assert [a.active for a in answers] == [False, True]
+    assert answers[1].body()["iat"] == NOW + 0.5
 
 
 def test_active_answer_cannot_be_overridden_by_claims() -> None:

@@ -1,5 +1,6 @@
 """Properties of the two parsers that see attacker-chosen input first: the token endpoint's
-form parser (RFC 6749 §3.2) and the access-token verifier (RFC 7515, RFC 8725).
+form parser (RFC 6749 §3.2) and the access-token verifier (RFC 7515, RFC 8725); and of the
+``iat`` a token is minted with against an account's revocation cut-off.
 
 Hypothesis runs derandomized (the same examples on every run, so CI never flakes on a new
 seed) and without its example database (nothing is written next to the sources).
@@ -11,6 +12,7 @@ import base64
 import hashlib
 import hmac
 import json
+import math
 import string
 from typing import Any
 from urllib.parse import quote, quote_plus, urlencode
@@ -27,7 +29,9 @@ from centrali.oauth.token_endpoint import FORM_CONTENT_TYPE, parse_form
 from centrali.oauth.tokens import (
     InvalidTokenError,
     TokenSubject,
+    cut_off,
     issue_access_token,
+    issued_at,
     verify_access_token,
 )
 from tests.unit.oauth.fakes import AUDIENCE, CLIENT_ID, ISSUER, NOW
@@ -400,3 +404,41 @@ def test_verifier_refuses_a_token_with_a_lone_surrogate(
     at = where % (len(genuine) + 1)
     with pytest.raises(InvalidTokenError):
         _verify(genuine[:at] + "\ud800" + genuine[at:], key_set)
+
+
+# --- iat and the revocation cut-off -----------------------------------------------------------
+
+# Epoch seconds from 2001 to 2096, to the microsecond and beyond (any float in range).
+moments = st.floats(1e9, 4e9, allow_nan=False, allow_infinity=False)
+
+
+@PROPERTY
+@given(now=moments, cutoff_back_ms=st.integers(-5_000, 10_000_000))
+def test_a_new_token_is_never_cut_off_by_the_cutoff_it_was_minted_after(
+    now: float, cutoff_back_ms: int
+) -> None:
+    now_ms = math.floor(now * 1000)
+    cutoff = max(1, now_ms - cutoff_back_ms)  # in the past, or (clock skew) a little ahead
+    iat = issued_at(now, cutoff)
+    assert not cut_off(iat, cutoff)
+    assert iat >= int(now)
+    if isinstance(iat, float):
+        assert iat == round(iat, 3)  # whole milliseconds
+    if cutoff < now_ms:  # a cut-off before this millisecond: never dated after now
+        assert round(iat * 1000) <= now_ms
+
+
+@PROPERTY
+@given(now=moments)
+def test_a_token_of_an_account_never_revoked_is_dated_on_the_whole_second(now: float) -> None:
+    iat = issued_at(now, 0)
+    assert iat == int(now)
+    assert isinstance(iat, int)
+    assert not cut_off(iat, 0)
+
+
+@PROPERTY
+@given(now=moments, revoked_later_ms=st.integers(0, 10_000_000))
+def test_every_token_minted_before_a_revoke_is_cut_off(now: float, revoked_later_ms: int) -> None:
+    iat = issued_at(now, 0)
+    assert cut_off(iat, math.floor(now * 1000) + revoked_later_ms)

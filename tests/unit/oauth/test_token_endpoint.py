@@ -1,12 +1,32 @@
-"""centrali.oauth.token_endpoint: form parsing and the order of the checks (RFC 6749 §3.2, §5)."""
+"""centrali.oauth.token_endpoint: form parsing and the order of the checks (RFC 6749 §3.2, §5),
+with the client authenticated by the client_auth pipeline as the HTTP layer does it:
+
+prepare_token_request (grant_type) → ClientAuthenticator.authenticate (credentials, limits,
+lookup, verification) → complete_token_request (grant allowed, scope, issue)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+from dataclasses import replace
+from typing import Any
 from urllib.parse import urlencode
 
+import jwt
 import pytest
 
+from centrali.oauth.client_auth import (
+    BASIC,
+    INACTIVE_CLIENT,
+    NO_CREDENTIALS,
+    NONE,
+    POST,
+    UNKNOWN_CLIENT,
+    WRONG_SECRET,
+    Authenticated,
+    ClientAuthenticator,
+    ClientAuthRequest,
+)
 from centrali.oauth.errors import (
     InvalidClientError,
     InvalidRequestError,
@@ -15,24 +35,33 @@ from centrali.oauth.errors import (
     UnauthorizedClientError,
     UnsupportedGrantTypeError,
 )
-from centrali.oauth.grants import IssuerConfig, TokenResponse
-from centrali.oauth.keys import KeySet
+from centrali.oauth.grants import GRANTS, IssuerConfig, TokenResponse
+from centrali.oauth.introspection import TokenStanding, token_is_live
+from centrali.oauth.keys import KeySet, SigningKey
 from centrali.oauth.token_endpoint import (
     TokenRequest,
     complete_token_request,
+    complete_user_grant_request,
+    needs_user_store,
     parse_form,
     prepare_token_request,
 )
-from centrali.oauth.tokens import verify_access_token
+from centrali.oauth.tokens import cut_off, verify_access_token
+from centrali.oauth.user_ports import PublicClient, UserGrantContext
 from tests.unit.oauth.fakes import (
     AUDIENCE,
     CLIENT_ID,
+    IP,
     ISSUER,
     NOW,
     SECRET,
+    SECRET_ID,
     FakeClientStore,
     FakeClock,
+    FakePublicClients,
+    RecordingLimiter,
     make_client,
+    pyjwt_decode_at,
 )
 
 FORM = "application/x-www-form-urlencoded"
@@ -147,7 +176,9 @@ def test_a_full_request_with_a_few_extra_parameters_parses() -> None:
     assert parse_form(FORM, urlencode(params).encode()) == params
 
 
-# --- prepare_token_request, complete_token_request ---------------------------------------------
+# --- prepare_token_request, the pipeline, complete_token_request ----------------------------
+
+APP = PublicClient("app", ("https://app.example/cb",))
 
 
 @pytest.fixture
@@ -161,20 +192,68 @@ def _handle(
     store: FakeClientStore,
     authorization: str | None = None,
     clock: FakeClock | None = None,
+    limiter: RecordingLimiter | None = None,
 ) -> TokenResponse:
-    return complete_token_request(
-        prepare_token_request(TokenRequest(form=form, authorization=authorization)),
-        clients=store,
-        config=config,
-        clock=clock or FakeClock(),
+    """The token endpoint as the HTTP layer runs it, for a confidential client."""
+    clock = clock or FakeClock()
+    prepared = prepare_token_request(TokenRequest(form=form, authorization=authorization))
+    authenticator = ClientAuthenticator(
+        clients=store, public_clients=FakePublicClients([APP]), limiter=limiter
     )
+    request = ClientAuthRequest(
+        form=prepared.form,
+        authorization=authorization,
+        ip=IP,
+        allow_none=prepared.allows_public_client,
+    )
+
+    async def grant(authenticated: Authenticated) -> TokenResponse:
+        return complete_token_request(prepared, authenticated, config=config, clock=clock)
+
+    return asyncio.run(authenticator.authenticate(request, clock.now(), grant))
 
 
 def _basic(client_id: str, secret: str) -> str:
     return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
 
 
+def _claims(token: str) -> dict[str, Any]:
+    return dict(jwt.decode(token, options={"verify_signature": False}))
+
+
 GOOD = {"grant_type": "client_credentials", "client_id": CLIENT_ID, "client_secret": SECRET}
+
+
+@pytest.mark.parametrize(
+    ("grant_type", "public"),
+    [
+        pytest.param("client_credentials", False, id="client_credentials"),
+        pytest.param("authorization_code", True, id="authorization_code"),
+        pytest.param("refresh_token", True, id="refresh_token"),
+    ],
+)
+def test_prepare_knows_the_grant_and_whether_a_public_client_may_use_it(
+    grant_type: str, public: bool
+) -> None:
+    form = {"grant_type": grant_type, "client_id": "anyone"}
+    prepared = prepare_token_request(TokenRequest(form=form, authorization=None))
+    assert prepared.grant is GRANTS[grant_type]
+    assert prepared.form == form
+    assert prepared.allows_public_client is public
+
+
+@pytest.mark.parametrize(
+    ("authenticated", "needed"),
+    [
+        pytest.param(Authenticated(make_client(), POST, SECRET_ID), False, id="post"),
+        pytest.param(Authenticated(make_client(), BASIC, SECRET_ID), False, id="basic"),
+        pytest.param(Authenticated(APP, NONE), True, id="none"),
+    ],
+)
+def test_only_a_public_clients_grant_needs_the_user_store(
+    authenticated: Authenticated, needed: bool
+) -> None:
+    assert needs_user_store(authenticated) is needed
 
 
 def test_valid_post_request_returns_a_verifiable_token(
@@ -189,6 +268,7 @@ def test_valid_post_request_returns_a_verifiable_token(
         response.access_token, keys=key_set, issuer=ISSUER, audience=AUDIENCE, now=NOW
     )
     assert (verified.subject, verified.issued_at) == (CLIENT_ID, int(NOW))
+    assert store.lookups == [CLIENT_ID]
 
 
 def test_valid_basic_request_returns_a_token(config: IssuerConfig) -> None:
@@ -245,36 +325,56 @@ def test_grant_type_is_checked_before_the_client_is_looked_up(
     error: type[OAuthError],
 ) -> None:
     store = FakeClientStore([make_client()])
+    limiter = RecordingLimiter()
     with pytest.raises(error) as info:
-        _handle(form, config, store, authorization)
+        _handle(form, config, store, authorization, limiter=limiter)
     assert type(info.value) is error
     assert store.lookups == []
+    assert limiter.events == []
 
 
 @pytest.mark.parametrize(
-    ("form", "authorization"),
+    ("form", "authorization", "reason"),
     [
-        pytest.param({"grant_type": "client_credentials"}, None, id="no-client-auth"),
-        pytest.param({**GOOD, "client_secret": "sk_wrong"}, None, id="wrong-secret"),
-        pytest.param({**GOOD, "client_id": "ci_unknown"}, None, id="unknown-client"),
         pytest.param(
-            {"grant_type": "client_credentials", "client_id": CLIENT_ID}, None, id="no-secret"
+            {"grant_type": "client_credentials"}, None, NO_CREDENTIALS, id="no-client-auth"
+        ),
+        pytest.param({**GOOD, "client_secret": "sk_wrong"}, None, WRONG_SECRET, id="wrong-secret"),
+        pytest.param(
+            {**GOOD, "client_id": "ci_unknown"}, None, UNKNOWN_CLIENT, id="unknown-client"
         ),
         pytest.param(
-            {"grant_type": "client_credentials"}, _basic(CLIENT_ID, "sk_wrong"), id="basic-wrong"
+            {"grant_type": "client_credentials", "client_id": CLIENT_ID},
+            None,
+            NO_CREDENTIALS,
+            id="no-secret",
+        ),
+        pytest.param(
+            {"grant_type": "client_credentials"},
+            _basic(CLIENT_ID, "sk_wrong"),
+            WRONG_SECRET,
+            id="basic-wrong",
+        ),
+        pytest.param(
+            {"grant_type": "client_credentials", "client_id": "app"},
+            None,
+            NO_CREDENTIALS,
+            id="public-client-naming-itself",
         ),
     ],
 )
 def test_client_authentication_failures_are_invalid_client(
-    config: IssuerConfig, form: dict[str, str], authorization: str | None
+    config: IssuerConfig, form: dict[str, str], authorization: str | None, reason: str
 ) -> None:
-    with pytest.raises(InvalidClientError):
+    with pytest.raises(InvalidClientError) as info:
         _handle(form, config, FakeClientStore([make_client()]), authorization)
+    assert info.value.detail == reason
 
 
 def test_inactive_client_is_invalid_client(config: IssuerConfig) -> None:
-    with pytest.raises(InvalidClientError):
+    with pytest.raises(InvalidClientError) as info:
         _handle(GOOD, config, FakeClientStore([make_client(active=False)]))
+    assert info.value.detail == INACTIVE_CLIENT
 
 
 def test_basic_and_body_secret_together_is_invalid_request(config: IssuerConfig) -> None:
@@ -327,14 +427,92 @@ def test_omitted_scope_grants_the_clients_scope(config: IssuerConfig) -> None:
     assert response.scope == "openid email"
 
 
-def test_clock_sleeps_until_tokens_valid_after(config: IssuerConfig) -> None:
-    clock = FakeClock(1_700_000_000.4)
-    store = FakeClientStore([make_client(tokens_valid_after=1_700_000_001)])
-    _handle(GOOD, config, store, clock=clock)
-    assert clock.sleeps == [pytest.approx(0.6)]
+@pytest.mark.parametrize(
+    ("form", "error", "refunded"),
+    [
+        pytest.param(GOOD, None, False, id="issued"),
+        pytest.param({**GOOD, "scope": "admin"}, InvalidScopeError, True, id="invalid-scope"),
+        pytest.param(
+            {**GOOD, "grant_type": "authorization_code", "code": "c"},
+            UnauthorizedClientError,
+            True,
+            id="confidential-client-asks-for-a-user-grant",
+        ),
+        pytest.param(
+            {**GOOD, "client_secret": "sk_wrong"}, InvalidClientError, False, id="wrong-secret"
+        ),
+    ],
+)
+def test_a_grant_that_fails_after_authentication_gives_the_issuance_token_back(
+    config: IssuerConfig, form: dict[str, str], error: type[OAuthError] | None, refunded: bool
+) -> None:
+    limiter = RecordingLimiter()
+    store = FakeClientStore([make_client()])
+    if error is None:
+        _handle(form, config, store, limiter=limiter)
+    else:
+        with pytest.raises(error):
+            _handle(form, config, store, limiter=limiter)
+    assert (("refund", True) in limiter.events) is refunded
 
 
-def test_clock_does_not_sleep_for_a_client_never_revoked(config: IssuerConfig) -> None:
-    clock = FakeClock()
-    _handle(GOOD, config, FakeClientStore([make_client()]), clock=clock)
-    assert clock.sleeps == []
+def test_a_public_client_never_reaches_a_client_grant(config: IssuerConfig) -> None:
+    prepared = prepare_token_request(
+        TokenRequest(form={"grant_type": "client_credentials"}, authorization=None)
+    )
+    with pytest.raises(InvalidClientError):
+        complete_token_request(prepared, Authenticated(APP, NONE), config=config, clock=FakeClock())
+
+
+def test_a_user_grant_request_is_only_for_the_user_grants(config: IssuerConfig) -> None:
+    prepared = prepare_token_request(TokenRequest(form=GOOD, authorization=None))
+    users = UserGrantContext(store=None, access_ttl=900, refresh_ttl=3600)  # type: ignore[arg-type]
+    with pytest.raises(UnauthorizedClientError):
+        complete_user_grant_request(prepared, APP, config=config, clock=FakeClock(), users=users)
+
+
+# --- re-activated in the second of a revoke ---------------------------------------------------
+
+
+def test_reactivation_in_the_second_of_a_revoke_issues_at_once_just_after_the_cutoff(
+    config: IssuerConfig,
+    key_set: KeySet,
+    signing_key: SigningKey,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    second = int(NOW)
+    # Issued at .1, revoked at .2 (tokens with iat up to that millisecond die), refused at
+    # .3, re-activated and asking again at .5: all in one second.
+    before = _handle(GOOD, config, FakeClientStore([make_client()]), clock=FakeClock(NOW + 0.1))
+    cutoff = second * 1000 + 200
+    revoked = make_client(active=False, tokens_cutoff_ms=cutoff)
+    with pytest.raises(InvalidClientError) as info:
+        _handle(GOOD, config, FakeClientStore([revoked]), clock=FakeClock(NOW + 0.3))
+    assert info.value.detail == INACTIVE_CLIENT
+    now = NOW + 0.5
+    clock = FakeClock(now)  # has no sleep(): the grant cannot wait
+    after = _handle(GOOD, config, FakeClientStore([replace(revoked, active=True)]), clock=clock)
+    assert clock.now() == now
+
+    iat_before, iat_after = _claims(before.access_token)["iat"], _claims(after.access_token)["iat"]
+    assert iat_before == second  # a whole second, at or below the cut-off: dead
+    assert cut_off(iat_before, cutoff)
+    assert iat_after == now  # the millisecond it was minted, just after the cut-off
+    assert cutoff < iat_after * 1000 <= now * 1000
+    assert not cut_off(iat_after, cutoff)
+    assert _claims(after.access_token)["exp"] == second + TTL
+
+    # Any verifier without leeway accepts it at that very moment: PyJWT, and ours.
+    claims = pyjwt_decode_at(
+        after.access_token, signing_key.public_key, signing_key.alg, now, monkeypatch
+    )
+    assert claims["sub"] == CLIENT_ID
+    standing = TokenStanding(workspace="acme-corp", active=True, tokens_cutoff_ms=cutoff)
+    fresh = verify_access_token(
+        after.access_token, keys=key_set, issuer=ISSUER, audience=AUDIENCE, now=now, leeway=0
+    )
+    old = verify_access_token(
+        before.access_token, keys=key_set, issuer=ISSUER, audience=AUDIENCE, now=now, leeway=0
+    )
+    assert token_is_live(fresh, standing)
+    assert not token_is_live(old, standing)

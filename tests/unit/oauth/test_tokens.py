@@ -19,10 +19,12 @@ from centrali.oauth.tokens import (
     TokenError,
     TokenExpiredError,
     TokenSubject,
+    cut_off,
     issue_access_token,
+    issued_at,
     verify_access_token,
 )
-from tests.unit.oauth.fakes import AUDIENCE, CLIENT_ID, ISSUER, NOW
+from tests.unit.oauth.fakes import AUDIENCE, CLIENT_ID, ISSUER, NOW, pyjwt_decode_at
 
 TTL = 25200
 SUBJECT = TokenSubject(
@@ -263,6 +265,11 @@ REFUSED = [
     pytest.param(_claims_case(workspace=7), id="workspace-not-a-string"),
     pytest.param(_claims_case(exp=str(int(NOW) + TTL)), id="exp-a-string"),
     pytest.param(_claims_case(iat=int(NOW) + 3600, exp=int(NOW) + 7200), id="iat-in-future"),
+    pytest.param(_claims_case(iat=str(int(NOW))), id="iat-a-string"),
+    pytest.param(_claims_case(iat=True), id="iat-boolean"),
+    pytest.param(_claims_case(iat=float("inf")), id="iat-infinite"),
+    pytest.param(_claims_case(iat=float("nan")), id="iat-nan"),
+    pytest.param(_claims_case(exp=float(int(NOW) + TTL)), id="exp-a-float"),
 ]
 
 
@@ -333,3 +340,109 @@ def test_expired_forgery_is_invalid_not_expired(
     forged = _rs256(other_key, _claims(exp=int(NOW) - 10), kid=signing_key.kid)
     with pytest.raises(InvalidTokenError):
         _verify(forged, key_set)
+
+
+# --- iat and the revocation cut-off -----------------------------------------------------------
+
+S = 1_700_000_000  # a whole second; cut-offs are epoch milliseconds
+
+
+@pytest.mark.parametrize(
+    ("now", "cutoff_ms", "iat"),
+    [
+        pytest.param(S + 0.25, 0, S, id="never-revoked"),
+        pytest.param(S + 0.25, (S - 100) * 1000, S, id="revoked-long-ago"),
+        pytest.param(S + 0.25, S * 1000 - 1, S, id="cutoff-in-the-last-ms-of-the-second-before"),
+        pytest.param(float(S), S * 1000 - 1, S, id="now-on-the-second-after-the-cutoff"),
+        pytest.param(S + 0.25, S * 1000, S + 0.25, id="cutoff-on-the-second"),
+        pytest.param(S + 0.25, S * 1000 + 100, S + 0.25, id="cutoff-earlier-in-the-second"),
+        pytest.param(S + 0.25, S * 1000 + 249, S + 0.25, id="cutoff-the-ms-before-now"),
+        pytest.param(S + 0.2507, S * 1000 + 100, S + 0.25, id="sub-millisecond-dropped"),
+    ],
+)
+def test_issued_at_is_the_second_or_just_after_a_cutoff_in_that_second(
+    now: float, cutoff_ms: int, iat: float
+) -> None:
+    got = issued_at(now, cutoff_ms)
+    assert got == iat
+    assert type(got) is type(iat)  # a whole second stays an integer claim
+    assert int(now) <= got <= now
+    assert not cut_off(got, cutoff_ms)
+
+
+@pytest.mark.parametrize(
+    ("now", "cutoff_ms"),
+    [
+        pytest.param(S + 0.25, S * 1000 + 250, id="cutoff-in-the-same-millisecond"),
+        pytest.param(
+            S + 0.99951171875, S * 1000 + 999, id="same-millisecond-at-the-end-of-a-second"
+        ),
+    ],
+)
+def test_in_the_millisecond_of_the_cutoff_the_token_is_dated_just_after_it(
+    now: float, cutoff_ms: int
+) -> None:
+    """The one case a new token's iat is ahead of now, by at most a millisecond (revoked and
+    re-activated within one millisecond): the token endpoint lets that millisecond pass
+    before it issues (web.token_asgi.issue_token)."""
+    got = issued_at(now, cutoff_ms)
+    assert not cut_off(got, cutoff_ms)
+    assert round(got * 1000) == cutoff_ms + 1
+    assert got - now <= 0.001
+
+
+@pytest.mark.parametrize(
+    ("iat", "cutoff_ms", "dead"),
+    [
+        pytest.param(S, 0, False, id="never-revoked"),
+        pytest.param(S, S * 1000, True, id="whole-second-at-the-cutoff"),
+        pytest.param(S, S * 1000 + 500, True, id="whole-second-before-the-cutoff"),
+        pytest.param(S, S * 1000 - 1, False, id="whole-second-after-the-cutoff"),
+        pytest.param(S + 0.2, S * 1000 + 200, True, id="fraction-at-the-cutoff"),
+        pytest.param(S + 0.199, S * 1000 + 200, True, id="fraction-before-the-cutoff"),
+        pytest.param(S + 0.201, S * 1000 + 200, False, id="fraction-just-after-the-cutoff"),
+        pytest.param(S + 1, S * 1000 + 999, False, id="next-second"),
+    ],
+)
+def test_cut_off_kills_tokens_issued_at_or_before_the_cutoff_millisecond(
+    iat: float, cutoff_ms: int, dead: bool
+) -> None:
+    assert cut_off(iat, cutoff_ms) is dead
+
+
+@pytest.mark.parametrize(
+    ("now", "cutoff_ms", "iat"),
+    [
+        pytest.param(NOW + 0.5, int(NOW) * 1000 + 200, NOW + 0.5, id="after-a-cutoff-this-second"),
+        pytest.param(NOW + 0.5, 0, int(NOW), id="never-revoked"),
+    ],
+)
+def test_issued_tokens_carry_that_iat_verify_without_leeway_and_expire_on_a_whole_second(
+    key_set: KeySet,
+    signing_key: SigningKey,
+    monkeypatch: pytest.MonkeyPatch,
+    now: float,
+    cutoff_ms: int,
+    iat: float,
+) -> None:
+    issued = issue_access_token(
+        SUBJECT,
+        keys=key_set,
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        ttl=TTL,
+        now=now,
+        cutoff_ms=cutoff_ms,
+    )
+    assert issued.issued_at == iat
+    verified = _verify(issued.token, key_set, now=now)
+    assert (verified.issued_at, verified.expires_at) == (iat, int(NOW) + TTL)
+    claims = pyjwt_decode_at(
+        issued.token, signing_key.public_key, signing_key.alg, now, monkeypatch
+    )
+    assert claims["iat"] == iat
+
+
+def test_the_verifier_accepts_a_fractional_iat(key_set: KeySet, signing_key: SigningKey) -> None:
+    verified = _verify(_rs256(signing_key, _claims(iat=NOW + 0.25)), key_set)
+    assert verified.issued_at == NOW + 0.25

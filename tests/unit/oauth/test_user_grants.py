@@ -1,8 +1,11 @@
 """The user grants of centrali.oauth.grants (authorization_code, refresh_token) and client
-authentication ``none``, over a dict-backed UserGrantStore."""
+authentication ``none``, over a dict-backed UserGrantStore; every request goes through the
+client_auth pipeline, then complete_user_grant_request (public client) or
+complete_token_request (confidential), as the HTTP layer runs them."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -11,10 +14,15 @@ import jwt
 import pytest
 
 from centrali.oauth.client_auth import (
+    NO_CREDENTIALS,
     NONE,
     POST,
+    UNKNOWN_CLIENT,
+    WRONG_SECRET,
+    Authenticated,
+    ClientAuthenticator,
+    ClientAuthRequest,
     ClientCredentials,
-    authenticate_public_client,
     extract_client_credentials,
 )
 from centrali.oauth.errors import (
@@ -22,7 +30,6 @@ from centrali.oauth.errors import (
     InvalidGrantError,
     InvalidRequestError,
     InvalidScopeError,
-    TemporarilyUnavailableError,
     UnauthorizedClientError,
 )
 from centrali.oauth.grants import (
@@ -37,6 +44,8 @@ from centrali.oauth.pkce import s256_challenge
 from centrali.oauth.token_endpoint import (
     TokenRequest,
     complete_token_request,
+    complete_user_grant_request,
+    needs_user_store,
     prepare_token_request,
 )
 from centrali.oauth.tokens import InvalidTokenError, UnknownKeyError, verify_access_token
@@ -51,11 +60,16 @@ from centrali.oauth.user_ports import (
 from tests.unit.oauth.fakes import (
     AUDIENCE,
     CLIENT_ID,
+    IP,
     ISSUER,
     NOW,
     SECRET,
+    SECRET_ID,
     FakeClientStore,
     FakeClock,
+    FakeCredentialUsage,
+    FakePublicClients,
+    RecordingLimiter,
     make_client,
 )
 
@@ -175,18 +189,36 @@ def users(store: FakeUserStore) -> UserGrantContext:
 def token(
     form: Mapping[str, str],
     config: IssuerConfig,
-    users: UserGrantContext | None,
+    users: UserGrantContext,
     authorization: str | None = None,
     clients: FakeClientStore | None = None,
     now: float = NOW,
+    limiter: RecordingLimiter | None = None,
+    usage: FakeCredentialUsage | None = None,
 ) -> TokenResponse:
-    return complete_token_request(
-        prepare_token_request(TokenRequest(form=form, authorization=authorization)),
+    """The token endpoint as the HTTP layer runs it: prepare, authenticate (``none`` offered
+    for the user grants), then the public client's user grant or the confidential grant."""
+    store = users.store
+    assert isinstance(store, FakeUserStore)
+    prepared = prepare_token_request(TokenRequest(form=form, authorization=authorization))
+    authenticator = ClientAuthenticator(
         clients=clients or FakeClientStore([make_client()]),
-        config=config,
-        clock=FakeClock(now),
-        users=users,
+        public_clients=FakePublicClients(store.clients.values()),
+        limiter=limiter,
+        usage=usage,
     )
+    request = ClientAuthRequest(form, authorization, IP, prepared.allows_public_client)
+    clock = FakeClock(now)
+
+    async def grant(authenticated: Authenticated) -> TokenResponse:
+        if needs_user_store(authenticated):
+            assert isinstance(authenticated.client, PublicClient)
+            return complete_user_grant_request(
+                prepared, authenticated.client, config=config, clock=clock, users=users
+            )
+        return complete_token_request(prepared, authenticated, config=config, clock=clock)
+
+    return asyncio.run(authenticator.authenticate(request, now, grant))
 
 
 def code_form(**overrides: str | None) -> dict[str, str]:
@@ -223,40 +255,77 @@ def test_none_is_offered_only_when_the_grant_allows_it() -> None:
     assert extract_client_credentials(with_secret, None, allow_none=True).method == POST
 
 
-def test_public_client_authentication(store: FakeUserStore) -> None:
-    assert authenticate_public_client(ClientCredentials("app", "", NONE), store) == APP
-    for creds in (
-        ClientCredentials("nope", "", NONE),
-        ClientCredentials("app", "secret", POST),
-        ClientCredentials("a\x00", "", NONE),
-    ):
-        with pytest.raises(InvalidClientError):
-            authenticate_public_client(creds, store)
+@pytest.mark.parametrize(
+    ("form", "reason"),
+    [
+        pytest.param(code_form(client_id="nope"), UNKNOWN_CLIENT, id="unknown-public-client"),
+        pytest.param(code_form(client_id="a\x00"), UNKNOWN_CLIENT, id="nul-in-id"),
+        pytest.param(
+            code_form(client_secret="secret"), UNKNOWN_CLIENT, id="public-client-with-secret"
+        ),
+        pytest.param(code_form(client_id=None), NO_CREDENTIALS, id="no-client-id"),
+    ],
+)
+def test_public_client_authentication_refusals(
+    config: IssuerConfig,
+    users: UserGrantContext,
+    store: FakeUserStore,
+    form: dict[str, str],
+    reason: str,
+) -> None:
+    store.add_code()
+    with pytest.raises(InvalidClientError) as info:
+        token(form, config, users)
+    assert info.value.detail == reason
+    assert all(not r.consumed for r in store.codes.values())
+
+
+def test_a_public_client_names_itself_and_spends_no_issuance_budget(
+    config: IssuerConfig, users: UserGrantContext, store: FakeUserStore
+) -> None:
+    store.add_code()
+    limiter, usage = RecordingLimiter(), FakeCredentialUsage()
+    response = token(code_form(), config, users, limiter=limiter, usage=usage)
+    assert response.refresh_token is not None
+    assert limiter.events == [("check", "app"), ("conclude", "app", True)]
+    assert usage.records == []  # no secret was used
+
+
+def test_a_failed_user_grant_refunds_nothing_a_public_client_never_took(
+    config: IssuerConfig, users: UserGrantContext
+) -> None:
+    limiter = RecordingLimiter()
+    with pytest.raises(InvalidGrantError):
+        token(code_form(code="unknown-code"), config, users, limiter=limiter)
+    assert limiter.refunds == []
 
 
 def test_client_credentials_stays_closed_to_public_clients(
     config: IssuerConfig, users: UserGrantContext
 ) -> None:
-    with pytest.raises(InvalidClientError):
+    with pytest.raises(InvalidClientError) as info:
         token({"grant_type": "client_credentials", "client_id": "app"}, config, users)
+    assert info.value.detail == NO_CREDENTIALS
 
 
 def test_a_confidential_client_may_not_use_the_user_grants(
     config: IssuerConfig, users: UserGrantContext, store: FakeUserStore
 ) -> None:
-    store.add_code()
+    record = store.add_code()
+    limiter, usage = RecordingLimiter(), FakeCredentialUsage()
     form = code_form(client_id=CLIENT_ID, client_secret=SECRET)
     with pytest.raises(UnauthorizedClientError):
-        token(form, config, users)
-    with pytest.raises(InvalidClientError):
+        token(form, config, users, limiter=limiter, usage=usage)
+    assert usage.records == [(CLIENT_ID, SECRET_ID, NOW)]  # authenticated, then refused
+    assert limiter.events[-1] == ("refund", True)
+    with pytest.raises(InvalidClientError) as info:
         token(code_form(client_id=CLIENT_ID, client_secret="sk_wrong"), config, users)
-    with pytest.raises(InvalidClientError):
+    assert info.value.detail == WRONG_SECRET
+    with pytest.raises(InvalidClientError) as info:
         token(code_form(client_id=CLIENT_ID), config, users)  # not a public client
-
-
-def test_without_a_user_store_the_user_grants_are_unavailable(config: IssuerConfig) -> None:
-    with pytest.raises(TemporarilyUnavailableError):
-        token(code_form(), config, None)
+    assert info.value.detail == UNKNOWN_CLIENT
+    assert not store.codes[token_digest(CODE)].consumed
+    assert not store.chains[record.chain_id].revoked
 
 
 def test_the_base_class_handles_nothing(config: IssuerConfig, users: UserGrantContext) -> None:

@@ -50,7 +50,7 @@ def test_many_tokens_in_one_statement_answer_in_order(db: Database) -> None:
         "globex",
         False,
     )
-    assert dev1[0].tokens_valid_after > 0
+    assert dev1[0].tokens_cutoff_ms > 0
     assert set(dev1[1]) == {"developers", "api-users"}
     assert dropped is not None and dropped[0].token_revoked
     assert plain is not None and not plain[0].token_revoked and plain[0].workspace == "acme-corp"

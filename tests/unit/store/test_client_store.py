@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
+from centrali.oauth.credentials import SECRET_SLOTS
 from centrali.services import service_accounts as accounts
 from centrali.services.context import Actor
 from centrali.services.workspaces import create_workspace
@@ -18,14 +19,17 @@ def test_lookup_reads_the_account(db: Database) -> None:
         db, workspace_slug="acme-corp", actor=Actor("u"), name="n", groups=["developers"]
     )
     store = SqlClientStore(db.autocommit_engine)
-    record = store.find_client(view.client_id)
+    record = store.find_clients([view.client_id])[0]
     assert record is not None
     assert (record.workspace, record.groups, record.active) == ("acme-corp", ("developers",), True)
     assert record.grant_types == ("client_credentials",) and record.scopes == ("openid",)
-    assert store.find_client("ci_unknown") is None
+    # One live secret, padded with dead entries to a fixed length (every row costs the same).
+    assert [s.id for s in record.secrets if s.live(0)] == [view.secret_id]
+    assert len(record.secrets) == SECRET_SLOTS
+    assert store.find_clients(["ci_unknown"])[0] is None
     accounts.revoke(db, workspace_slug="acme-corp", account_id=view.id, actor=Actor("u"))
-    revoked = store.find_client(view.client_id)
-    assert revoked is not None and not revoked.active and revoked.tokens_valid_after > 0
+    revoked = store.find_clients([view.client_id])[0]
+    assert revoked is not None and not revoked.active and revoked.tokens_cutoff_ms > 0
     store.close()
 
 
@@ -55,7 +59,7 @@ def test_many_ids_in_one_statement_answer_in_order(db: Database) -> None:
     )
     assert not first_b.active and first_b == again_b
     assert store.find_clients([]) == []
-    assert store.find_client(a.client_id) == first_a
+    assert store.find_clients([a.client_id])[0] == first_a
     store.close()
 
 
@@ -63,11 +67,11 @@ def test_a_killed_connection_is_replaced(db: Database) -> None:
     if db.engine.dialect.name != "postgresql":
         pytest.skip("needs PostgreSQL (a server-side disconnect)")
     store = SqlClientStore(db.autocommit_engine)
-    assert store.find_client("ci_x") is None
+    assert store.find_clients(["ci_x"])[0] is None
     pid = store._connection().driver_connection.info.backend_pid
     with db.engine.begin() as conn:
         conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
-    assert store.find_client("ci_x") is None  # reconnected once, transparently
+    assert store.find_clients(["ci_x"])[0] is None  # reconnected once, transparently
     store.close()
 
 
@@ -75,5 +79,5 @@ def test_an_unreachable_store_raises_store_unavailable() -> None:
     db = Database("postgresql://nobody@127.0.0.1:1/none", connect_args={"connect_timeout": 1})
     store = SqlClientStore(db.autocommit_engine)
     with pytest.raises(StoreUnavailableError):
-        store.find_client("ci_x")
+        store.find_clients(["ci_x"])[0]
     db.dispose()

@@ -1,21 +1,40 @@
 // The service-account pages: the list, the create form, and one account with its actions.
 
 import {
+  ApiError,
   activateAccount,
+  addSecret,
   createAccount,
   deleteAccount,
+  deleteSecret,
   describeAccount,
   getAccount,
   listAccounts,
+  listSecrets,
   renameAccount,
   revokeAccount,
   rotateSecret,
   setAccountGroups,
 } from './api.js';
-import { clear, confirmDialog, copyText, fill, h, notify, parseList, time } from './dom.js';
+import {
+  clear, confirmDialog, copyText, dateText, fill, h, notify, parseList, relativeText, time, timeAgo,
+  untilMs,
+} from './dom.js';
 import { actor, busy, pager, positiveInt, reportError } from './views.js';
 
 const PAGE_SIZE = 20;
+const DAY_MS = 86_400_000;
+// Credentials expiring within this many days get a badge in the list.
+const EXPIRY_WARNING_DAYS = 30;
+// The server lets this many secrets work at once.
+const LIVE_SECRETS_MAX = 5;
+// What rotate offers for the old secrets: seconds they keep working, and the words for it.
+const GRACE_PERIODS = [
+  [0, 'None \u2014 old secret stops now'],
+  [3600, '1 hour'],
+  [86400, '24 hours'],
+  [604800, '7 days'],
+];
 
 // A secret just created or rotated, on its way from the action to the page that shows it.
 // It lives in this variable only (never in Web Storage or the address): the account page
@@ -31,6 +50,23 @@ function takeSecret(accountId) {
 export function statusBadge(status) {
   const label = { active: 'Active', revoked: 'Revoked', deleted: 'Deleted' }[status] ?? status;
   return h('span', { class: `badge badge-${status}` }, label);
+}
+
+/**
+ * "expires in 5 days" when the account's first credential expiry (``credentialsExpireAt``)
+ * is near; null when there is none or it is further off.
+ */
+export function expiryBadge(iso) {
+  const left = untilMs(iso);
+  if (!(left <= EXPIRY_WARNING_DAYS * DAY_MS)) return null;
+  return h('span', {
+    class: 'badge badge-expiring', 'data-expires-at': iso,
+    title: `A credential of this account expires on ${dateText(iso)}.`,
+  }, left <= 0 ? 'credential expired' : `expires ${relativeText(iso)}`);
+}
+
+function isExpired(secret) {
+  return untilMs(secret.expiresAt) <= 0;
 }
 
 function groupChips(groups) {
@@ -61,15 +97,16 @@ export async function accountsPage(ctx) {
       h('a', { href: ctx.href(`/accounts/${a.id}`), 'data-route': '', class: 'name' }, a.name),
       a.description ? h('div', { class: 'muted small clip' }, a.description) : null),
     h('td', {}, h('code', {}, a.clientId)),
-    h('td', {}, statusBadge(a.status)),
+    h('td', { class: 'status' }, statusBadge(a.status), ' ', expiryBadge(a.credentialsExpireAt)),
     h('td', {}, groupChips(a.groups)),
+    h('td', { class: 'nowrap last-used' }, timeAgo(a.lastUsedAt, 'never')),
     h('td', { class: 'nowrap' }, time(a.createdAt)),
     h('td', { class: 'nowrap' }, time(a.updatedAt)),
   ));
   const table = h('div', { class: 'table-wrap' }, h('table', { class: 'table', id: 'accounts' },
     h('thead', {}, h('tr', {},
-      ['Name', 'Client ID', 'Status', 'Groups', 'Created', 'Last changed'].map((t) => h('th', { scope: 'col' }, t)))),
-    h('tbody', {}, rows.length ? rows : h('tr', {}, h('td', { colspan: 6, class: 'muted' }, 'Nothing on this page.'))),
+      ['Name', 'Client ID', 'Status', 'Groups', 'Last used', 'Created', 'Last changed'].map((t) => h('th', { scope: 'col' }, t)))),
+    h('tbody', {}, rows.length ? rows : h('tr', {}, h('td', { colspan: 7, class: 'muted' }, 'Nothing on this page.'))),
   ));
   return [head, intro, table, pager(ctx, result, ['service account', 'service accounts'])];
 }
@@ -108,7 +145,9 @@ export async function createPage(ctx) {
         const { clientSecret, ...account } = created;
         // The account travels along, so the page need not fetch it (a failed fetch there
         // would lose the secret for good).
-        oneTimeSecret = { id: created.id, clientId: created.clientId, clientSecret, kind: 'created', account };
+        oneTimeSecret = {
+          id: created.id, clientId: created.clientId, clientSecret, secretId: created.secretId, kind: 'created', account,
+        };
         ctx.navigate(`/accounts/${created.id}`);
       } catch (error) {
         reportError(slot, 'The service account was not created.', error);
@@ -137,6 +176,8 @@ function field(label, control, help) {
 
 export async function accountPage(ctx, id) {
   const secret = takeSecret(id);
+  // Both at once; a failed secrets list costs its section only, not the page.
+  const firstSecrets = listSecrets(id).then((result) => result.data, (error) => ({ error }));
   let account = secret?.account ?? (await getAccount(id));
   ctx.title(account.name);
   const secretSlot = h('div', { class: 'slot', id: 'secret-slot' });
@@ -158,6 +199,10 @@ export async function accountPage(ctx, id) {
       item('Scope', account.scope || '\u2014'),
       item('Created', time(account.createdAt), account.createdBy ? [' by ', actor(account.createdBy)] : null),
       item('Last changed', time(account.updatedAt)),
+      item('Last used', timeAgo(account.lastUsedAt, 'never')),
+      item('Credentials expire', account.credentialsExpireAt
+        ? [time(account.credentialsExpireAt), ' ', expiryBadge(account.credentialsExpireAt)]
+        : h('span', { class: 'muted' }, 'never')),
     );
     renderStatus();
   }
@@ -167,6 +212,141 @@ export async function accountPage(ctx, id) {
     secretSlot.scrollIntoView({ block: 'start' });
     secretSlot.querySelector('input').focus();
   }
+
+  // The secrets: a table, a form to add one, rotate.
+  const secretsSlot = h('div', { class: 'slot', id: 'secrets-slot' });
+  const secretsTable = h('div', { class: 'secrets-list' });
+  const secretsLimit = h('p', { class: 'help', id: 'secrets-limit', hidden: true });
+
+  function renderSecrets(list) {
+    const live = list.filter((s) => !isExpired(s)).length;
+    secretsLimit.hidden = live < LIVE_SECRETS_MAX;
+    secretsLimit.textContent = `This account has ${live} working secrets, the most it may have: `
+      + 'delete one before adding another, or rotate.';
+    if (!list.length) {
+      fill(secretsTable, h('p', { class: 'muted', id: 'no-secrets' }, 'This account has no secrets.'));
+      return;
+    }
+    fill(secretsTable, h('div', { class: 'table-wrap' }, h('table', { class: 'table', id: 'secrets' },
+      h('thead', {}, h('tr', {},
+        ['Secret', 'Created', 'Created by', 'Expires', 'Last used', ''].map((t) => h('th', { scope: 'col' }, t)))),
+      h('tbody', {}, list.map(secretRow)),
+    )));
+  }
+
+  function secretRow(s) {
+    const expired = isExpired(s);
+    const name = s.hint ? `the secret ${s.hint}` : 'the secret from before the upgrade';
+    const remove = h('button', {
+      type: 'button', class: 'btn btn-small', 'data-delete-secret': s.id, 'aria-label': `Delete ${name}`,
+    }, 'Delete\u2026');
+    remove.addEventListener('click', () => removeSecret(s, name, remove));
+    return h('tr', { 'data-secret-id': s.id, class: expired ? 'expired' : null },
+      h('td', { class: 'nowrap' }, s.hint
+        ? h('code', { class: 'hint' }, s.hint)
+        : h('span', { class: 'muted', title: 'Only a hash of this secret was kept, so it has no hint.' }, 'from before the upgrade')),
+      h('td', { class: 'nowrap' }, time(s.createdAt)),
+      h('td', {}, actor(s.createdBy)),
+      h('td', { class: 'nowrap expires' }, secretExpiry(s, expired)),
+      h('td', { class: 'nowrap last-used' }, timeAgo(s.lastUsedAt, 'never')),
+      h('td', { class: 'row-actions' }, remove),
+    );
+  }
+
+  async function loadSecrets(pending) {
+    const list = await pending;
+    if (Array.isArray(list)) {
+      renderSecrets(list);
+      return list;
+    }
+    fill(secretsTable);
+    reportError(secretsSlot, 'The secrets could not be listed.', list.error);
+    return [];
+  }
+
+  /** After a change: the account (last used, first expiry) and its secrets, fetched anew. */
+  async function refreshCredentials() {
+    const [, list] = await Promise.all([
+      getAccount(account.id).then(show, () => null),
+      loadSecrets(listSecrets(account.id).then((result) => result.data, (error) => ({ error }))),
+    ]);
+    return list;
+  }
+
+  /** Name the hint of the secret on show, once the list has it. */
+  function nameHint(hint) {
+    const slot = secretSlot.querySelector('#secret-hint');
+    if (slot && hint) fill(slot, hintNote(hint));
+  }
+
+  async function removeSecret(s, name, button) {
+    const ok = await confirmDialog({
+      title: 'Delete this secret?',
+      text: [`${name.charAt(0).toUpperCase()}${name.slice(1)} of \u201c${account.name}\u201d stops working at once: `
+        + 'programs that still use it are refused.', 'This cannot be undone.'],
+      confirmLabel: 'Delete secret',
+      danger: true,
+    });
+    if (!ok) return;
+    busy(button, async () => {
+      clear(secretsSlot);
+      try {
+        await deleteSecret(account.id, s.id);
+        notify(secretsSlot, 'ok', `${name.charAt(0).toUpperCase()}${name.slice(1)} was deleted.`);
+      } catch (error) {
+        if (error instanceof ApiError && error.status === 409 && !error.serverMessage) {
+          notify(secretsSlot, 'error', 'The secret was not deleted. It is the account\u2019s last working '
+            + 'credential: add another one first, or delete the service account.');
+        } else {
+          reportError(secretsSlot, 'The secret was not deleted.', error);
+        }
+        return;
+      }
+      await refreshCredentials();
+    });
+  }
+
+  const expiryInput = h('input', {
+    type: 'date', id: 'secret-expires', name: 'expiresAt', min: localDay(1), 'aria-describedby': 'secret-expires-help',
+  });
+  const addButton = h('button', { type: 'submit', class: 'btn', id: 'add-secret' }, 'Add secret');
+  const addForm = h('form', { class: 'form add-secret-form', id: 'add-secret-form', novalidate: true },
+    h('h3', {}, 'Add a secret'),
+    h('div', { class: 'add-secret-row' },
+      field('Expires on (optional)', expiryInput),
+      h('div', { class: 'actions' }, addButton)),
+    h('p', { class: 'help', id: 'secret-expires-help' },
+      'The secret stops working at the start of that day, your time; leave it empty for a secret that does not expire. '
+      + 'The other secrets keep working.'),
+    secretsLimit,
+  );
+  addForm.addEventListener('submit', (event) => {
+    event.preventDefault();
+    let expiresAt = null;
+    if (expiryInput.value) {
+      // "YYYY-MM-DDT00:00" without a zone is read as local time: the start of that day here.
+      const start = new Date(`${expiryInput.value}T00:00`);
+      if (Number.isNaN(start.getTime()) || start.getTime() <= Date.now()) {
+        notify(secretsSlot, 'error', 'The secret was not added. Choose a day after today, or none.');
+        expiryInput.focus();
+        return;
+      }
+      expiresAt = start.toISOString();
+    }
+    busy(addButton, async () => {
+      clear(secretsSlot);
+      let added;
+      try {
+        added = await addSecret(account.id, expiresAt);
+      } catch (error) {
+        reportError(secretsSlot, 'The secret was not added.', error);
+        return;
+      }
+      expiryInput.value = '';
+      showSecret({ clientId: account.clientId, clientSecret: added.clientSecret, hint: added.hint, kind: 'added', expiresAt: added.expiresAt });
+      await refreshCredentials();
+    });
+  });
 
   // Name, description, groups: one small form each.
   const nameSlot = h('div', { class: 'slot' });
@@ -198,23 +378,38 @@ export async function accountPage(ctx, id) {
   rotateButton.addEventListener('click', async () => {
     const values = await confirmDialog({
       title: 'Rotate the client secret?',
-      text: [`A new secret is made for \u201c${account.name}\u201d and the old one stops working at once.`,
-        'Programs that still use the old secret are refused until they are given the new one.'],
+      text: [`A new secret is made for \u201c${account.name}\u201d. Its other secrets stop working at once, `
+        + 'or when the grace period chosen here ends.',
+        'Programs that still use an old secret are refused from then on, until they are given the new one.'],
       confirmLabel: 'Rotate secret',
-      fields: h('label', { class: 'check' },
-        h('input', { type: 'checkbox', name: 'revokeTokens', id: 'rotate-revoke-tokens' }),
-        ' Also refuse the access tokens already issued to it'),
+      fields: [
+        h('div', { class: 'field' },
+          h('label', { for: 'rotate-grace' }, 'Grace period for the old secrets'),
+          h('select', { id: 'rotate-grace', name: 'gracePeriodSeconds' },
+            GRACE_PERIODS.map(([seconds, label]) => h('option', { value: seconds }, label)))),
+        h('label', { class: 'check' },
+          h('input', { type: 'checkbox', name: 'revokeTokens', id: 'rotate-revoke-tokens' }),
+          ' Also refuse the access tokens already issued to it'),
+      ],
     });
     if (!values) return;
+    const grace = Number.parseInt(values.gracePeriodSeconds ?? '0', 10) || 0;
     busy(rotateButton, async () => {
       clear(rotateSlot);
+      let rotated;
       try {
-        const rotated = await rotateSecret(account.id, values.revokeTokens === 'on');
-        show({ ...account, name: rotated.name, updatedAt: rotated.updatedAt });
-        showSecret({ clientId: rotated.clientId, clientSecret: rotated.clientSecret, kind: 'rotated' });
+        rotated = await rotateSecret(account.id, { revokeTokens: values.revokeTokens === 'on', gracePeriodSeconds: grace });
       } catch (error) {
         reportError(rotateSlot, 'The secret was not rotated.', error);
+        return;
       }
+      show({ ...account, name: rotated.name, updatedAt: rotated.updatedAt });
+      showSecret({
+        clientId: rotated.clientId, clientSecret: rotated.clientSecret, kind: 'rotated',
+        graceUntil: grace ? new Date(Date.now() + grace * 1000).toISOString() : null,
+      });
+      const list = await refreshCredentials();
+      nameHint(list.find((s) => s.id === rotated.secretId)?.hint);
     });
   });
 
@@ -280,7 +475,10 @@ export async function accountPage(ctx, id) {
   });
 
   show(account);
+  const listed = await loadSecrets(firstSecrets);
   if (secret) {
+    // A new account's one secret: name its hint, as for one added later.
+    secret.hint ??= listed.find((s) => secret.secretId !== undefined && s.id === secret.secretId)?.hint;
     showSecret(secret);
     ctx.autofocus = secretSlot.querySelector('#copy-secret');
   }
@@ -290,15 +488,38 @@ export async function accountPage(ctx, id) {
     title,
     secretSlot,
     h('section', { class: 'card' }, h('h2', {}, 'Details'), details),
+    h('section', { class: 'card', id: 'secrets-section' }, h('h2', {}, 'Client secrets'),
+      h('p', {}, `A program gets tokens with the client ID and any one of these secrets that works (at most ${LIVE_SECRETS_MAX} at once). `
+        + 'A secret is shown only when it is made: add a second one to move programs over one at a time, or rotate to replace them all.'),
+      secretsSlot,
+      secretsTable,
+      addForm,
+      h('div', { class: 'rotate-part' },
+        h('h3', {}, 'Rotate'),
+        h('p', {}, 'Rotating makes a new secret and refuses the others at once, or after a grace period you choose.'),
+        h('div', { class: 'actions' }, rotateButton), rotateSlot)),
     h('section', { class: 'card' }, h('h2', {}, 'Edit'), nameForm, descForm, groupsForm),
-    h('section', { class: 'card' }, h('h2', {}, 'Client secret'),
-      h('p', {}, 'The secret is shown only when it is made. Rotating makes a new one and refuses the old one at once.'),
-      h('div', { class: 'actions' }, rotateButton), rotateSlot),
     statusSection,
     h('section', { class: 'card card-danger' }, h('h2', {}, 'Delete'),
       h('p', {}, 'Deleting removes the service account for good; its client ID can never get a token again.'),
       h('div', { class: 'actions' }, deleteButton), deleteSlot),
   ];
+}
+
+/** The Expires cell: never, a date with "in 3 days" when near, or the date marked expired. */
+function secretExpiry(secret, expired) {
+  if (!secret.expiresAt) return h('span', { class: 'muted' }, 'never');
+  if (expired) return [time(secret.expiresAt), ' ', h('span', { class: 'badge badge-expired' }, 'expired')];
+  const near = untilMs(secret.expiresAt) <= EXPIRY_WARNING_DAYS * DAY_MS;
+  return [time(secret.expiresAt), near ? h('span', { class: 'muted small soon' }, ` (${relativeText(secret.expiresAt)})`) : null];
+}
+
+/** The local calendar day ``offset`` days from today, as a date input wants it. */
+function localDay(offset) {
+  const day = new Date();
+  day.setDate(day.getDate() + offset);
+  const pad = (n) => String(n).padStart(2, '0');
+  return `${day.getFullYear()}-${pad(day.getMonth() + 1)}-${pad(day.getDate())}`;
 }
 
 function item(label, ...value) {
@@ -337,6 +558,10 @@ function copyButton(text, label) {
   return button;
 }
 
+function hintNote(hint) {
+  return [' \u00b7 listed below as ', h('code', {}, hint)];
+}
+
 function secretPanel(secret, dismiss) {
   const input = h('input', {
     id: 'one-time-secret', class: 'secret', type: 'text', readonly: true, value: secret.clientSecret,
@@ -360,16 +585,27 @@ function secretPanel(secret, dismiss) {
     dismiss();
   });
   const rotated = secret.kind === 'rotated';
+  let after = null;
+  if (rotated && secret.graceUntil) {
+    after = `The old secrets keep working until ${dateText(secret.graceUntil)} at the latest: `
+      + 'give the new one to every program that used them before then.';
+  } else if (rotated) {
+    after = 'The old secret no longer works: give the new one to every program that used it.';
+  } else if (secret.kind === 'added') {
+    after = `The account\u2019s other secrets keep working. ${secret.expiresAt
+      ? `This one stops working on ${dateText(secret.expiresAt)}.` : 'This one does not expire.'}`;
+  }
   return h('section', { class: 'secret-panel', id: 'secret-panel', 'aria-labelledby': 'secret-title' },
-    h('h2', { id: 'secret-title' }, rotated ? 'New client secret' : 'Client secret'),
+    h('h2', { id: 'secret-title' }, secret.kind === 'created' ? 'Client secret' : 'New client secret'),
     h('p', { class: 'warning' },
       h('strong', {}, 'Copy the secret now: it is shown this once. '),
       'The server keeps only a one-way hash of it, so nobody can show it again \u2014 not after a reload, ',
-      'not to an administrator. If it is lost, rotate the secret to get a new one.'),
+      'not to an administrator. If it is lost, add or rotate a secret to get a new one.'),
     h('div', { class: 'secret-row' }, input, copy),
     status,
-    h('p', {}, 'Client ID: ', h('code', {}, secret.clientId)),
-    rotated ? h('p', {}, 'The old secret no longer works: give the new one to every program that used it.') : null,
+    h('p', {}, 'Client ID: ', h('code', {}, secret.clientId),
+      h('span', { id: 'secret-hint' }, secret.hint ? hintNote(secret.hint) : null)),
+    after ? h('p', { id: 'secret-after' }, after) : null,
     h('div', { class: 'actions' }, hide),
   );
 }

@@ -134,8 +134,15 @@ export const describeAccount = (id, description) =>
   call('PUT', `${accounts}/${id}/description`, { body: { description } });
 export const setAccountGroups = (id, groups) =>
   call('PUT', `${accounts}/${id}/groups`, { body: { groups } });
-export const rotateSecret = (id, revokeTokens) =>
-  call('POST', `${accounts}/${id}/rotate`, { body: { revokeTokens } });
+/** A new secret; the others stop at once, or after ``gracePeriodSeconds`` (0 = at once). */
+export const rotateSecret = (id, { revokeTokens = false, gracePeriodSeconds = 0 } = {}) =>
+  call('POST', `${accounts}/${id}/rotate`, { body: { revokeTokens, gracePeriodSeconds } });
+export const listSecrets = (id) => call('GET', `${accounts}/${id}/secrets`);
+/** One more secret for the account; ``expiresAt`` an ISO 8601 instant, or null for never. */
+export const addSecret = (id, expiresAt) =>
+  call('POST', `${accounts}/${id}/secrets`, { body: expiresAt ? { expiresAt } : {} });
+export const deleteSecret = (id, secretId) =>
+  call('DELETE', `${accounts}/${id}/secrets/${encodeURIComponent(secretId)}`);
 export const revokeAccount = (id) => call('POST', `${accounts}/${id}/revoke`);
 export const activateAccount = (id) => call('POST', `${accounts}/${id}/activate`);
 export const deleteAccount = (id) => call('DELETE', `${accounts}/${id}`);

@@ -12,6 +12,8 @@ export const ACTIONS = {
   'service_account.described': 'Description changed',
   'service_account.groups_changed': 'Groups changed',
   'service_account.rotated': 'Secret rotated',
+  'service_account.secret_added': 'Secret added',
+  'service_account.secret_deleted': 'Secret deleted',
   'service_account.revoked': 'Revoked',
   'service_account.activated': 'Activated',
   'service_account.deleted': 'Deleted',
@@ -65,9 +67,24 @@ export function describeDetails(details) {
   }
   for (const [key, value] of Object.entries(details)) {
     if (['id', 'from', 'to'].includes(key)) continue;
+    if (key === 'gracePeriodSeconds' && typeof value === 'number') {
+      parts.push(`grace period: ${value ? graceText(value) : 'none'}`);
+      continue;
+    }
     parts.push(`${humanKey(key)}: ${show(value)}`);
   }
   return parts.join('; ');
+}
+
+/** 3600 as "1 hour", 604800 as "7 days", 90 as "90 seconds". */
+export function graceText(seconds) {
+  for (const [size, one] of [[86400, 'day'], [3600, 'hour'], [60, 'minute']]) {
+    if (seconds >= size && seconds % size === 0) {
+      const n = seconds / size;
+      return `${n} ${one}${n === 1 ? '' : 's'}`;
+    }
+  }
+  return `${seconds} second${seconds === 1 ? '' : 's'}`;
 }
 
 function show(value) {

@@ -33,12 +33,55 @@ export function fill(el, ...children) {
 
 const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
 
+/** An instant as the page shows dates ("7 Dec 2026, 22:10"); the text itself if unreadable. */
+export function dateText(iso) {
+  const date = new Date(iso);
+  return Number.isNaN(date.getTime()) ? String(iso) : dateFormat.format(date);
+}
+
 /** A <time> for an ISO 8601 instant, the exact value in its tooltip; a dash when absent. */
 export function time(iso) {
   if (!iso) return h('span', { class: 'muted' }, '—');
   const date = new Date(iso);
   if (Number.isNaN(date.getTime())) return h('span', {}, iso);
   return h('time', { datetime: iso, title: iso }, dateFormat.format(date));
+}
+
+const relativeFormat = new Intl.RelativeTimeFormat(undefined, { numeric: 'always' });
+const DAY_MS = 86_400_000;
+
+/**
+ * ``iso`` relative to ``now`` in words: "3 minutes ago", "in 5 days", "just now". Units
+ * round up a step early (45 minutes is "1 hour"), as people say it.
+ */
+export function relativeText(iso, now = Date.now()) {
+  const ms = new Date(iso).getTime() - now;
+  const abs = Math.abs(ms);
+  if (abs < 45_000) return ms < 0 ? 'just now' : 'in a few seconds';
+  const [size, unit] = abs < 45 * 60_000 ? [60_000, 'minute']
+    : abs < 22 * 3_600_000 ? [3_600_000, 'hour']
+      : [DAY_MS, 'day'];
+  return relativeFormat.format(Math.sign(ms) * Math.max(1, Math.round(abs / size)), unit);
+}
+
+/** Milliseconds from now until ``iso`` (negative when past); NaN when not a date. */
+export function untilMs(iso, now = Date.now()) {
+  return iso ? new Date(iso).getTime() - now : Number.NaN;
+}
+
+/**
+ * A past instant (a last use) in words within ``withinDays`` ("2 hours ago"), else its date;
+ * the exact value in its tooltip. ``none`` (a string) when absent.
+ */
+export function timeAgo(iso, none = '\u2014', withinDays = 30) {
+  if (!iso) return h('span', { class: 'muted' }, none);
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return h('span', {}, iso);
+  // A use is never in the future: a server clock slightly ahead reads as "just now".
+  const now = Math.max(Date.now(), date.getTime());
+  const near = now - date.getTime() <= withinDays * DAY_MS;
+  return h('time', { datetime: iso, title: dateFormat.format(date) },
+    near ? relativeText(iso, now) : dateFormat.format(date));
 }
 
 /** A message box in ``slot``: kind 'error' (role=alert), 'ok' or 'info' (role=status). */

@@ -1,17 +1,17 @@
 """``POST /oidc/introspect`` (RFC 7662) and ``POST /oidc/revoke`` (RFC 7009).
 
 Both read the raw form as the token endpoint does (a non-form body is ``invalid_request``, not
-FastAPI's 422) and authenticate the client the same way, on the event loop with the token
-endpoint's ClientStore: one indexed lookup on a connection that thread already holds. The
-token's state and the revocation write then run in the threadpool on pooled connections.
-Every answer is ``no-store``; errors are RFC 6749 §5.2 JSON.
+FastAPI's 422) and authenticate the client with the same pipeline (``oauth.client_auth``:
+abuse limits, batched lookup, failure counts, last use). The token's state and the
+revocation write then run in the threadpool on pooled connections. Every answer is
+``no-store``; errors are RFC 6749 §5.2 JSON.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
@@ -20,21 +20,12 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
 
 from centrali.oauth import introspection
-from centrali.oauth.client_auth import NONE, authenticate_client, authenticate_public_client
-from centrali.oauth.errors import (
-    InvalidClientError,
-    InvalidRequestError,
-    OAuthError,
-    TemporarilyUnavailableError,
-)
-from centrali.oauth.limits import NOTHING_TAKEN
-from centrali.oauth.ports import ClientRecord
+from centrali.oauth.client_auth import Authenticated, ClientAuthRequest
+from centrali.oauth.errors import InvalidRequestError
 from centrali.oauth.token_endpoint import FORM_CONTENT_TYPE, parse_form
-from centrali.oauth.user_ports import PublicClient
-from centrali.services.oidc import OidcStore
-from centrali.store.client_store import StoreUnavailableError
 from centrali.store.revocation import SqlTokenStateStore
 from centrali.web.runtime import Runtime, get_runtime
+from centrali.web.token_asgi import as_oauth_error
 
 log = logging.getLogger("centrali.web")
 T = TypeVar("T")
@@ -140,19 +131,22 @@ _INTROSPECTION = {
 )
 async def introspect(request: Request) -> Response:
     runtime = get_runtime(request)
-    try:
-        token_request, caller = await _authenticated(request, runtime)
-        answer = await _in_threadpool(
+
+    async def answer(token_request: introspection.TokenActionRequest, caller: Authenticated) -> Any:
+        return await run_in_threadpool(
             introspection.introspect,
             token_request,
-            caller,
+            caller.confidential,
             tokens=SqlTokenStateStore(runtime.db),
             config=runtime.issuer_config,
             now=runtime.clock.now(),
         )
-    except OAuthError as exc:
+
+    try:
+        result = await _authenticated(request, runtime, answer)
+    except Exception as exc:
         return _refuse(exc, INTROSPECT_PATH)
-    return JSONResponse(answer.body(), headers=NO_STORE)
+    return JSONResponse(result.body(), headers=NO_STORE)
 
 
 @router.post(
@@ -180,72 +174,62 @@ async def introspect(request: Request) -> Response:
 )
 async def revoke(request: Request) -> Response:
     runtime = get_runtime(request)
-    try:
-        token_request, caller = await _authenticated(request, runtime, allow_public=True)
-        await _in_threadpool(
+
+    async def answer(
+        token_request: introspection.TokenActionRequest, caller: Authenticated
+    ) -> None:
+        await run_in_threadpool(
             introspection.revoke,
             token_request,
-            caller,
+            caller.client,
             tokens=SqlTokenStateStore(runtime.db),
             config=runtime.issuer_config,
             now=runtime.clock.now(),
-            refresh_tokens=OidcStore(runtime.db, runtime.settings.issuer),
+            refresh_tokens=runtime.oidc_store,
         )
-    except OAuthError as exc:
+
+    try:
+        await _authenticated(request, runtime, answer, allow_public=True)
+    except Exception as exc:
         return _refuse(exc, REVOKE_PATH)
     return Response(status_code=200, headers=NO_STORE)
 
 
 async def _authenticated(
-    request: Request, runtime: Runtime, *, allow_public: bool = False
-) -> tuple[introspection.TokenActionRequest, ClientRecord | PublicClient]:
-    """Form read, ``token`` present, client authenticated, in that order. ``allow_public``:
-    a registered public client may name itself by ``client_id`` alone (revocation)."""
+    request: Request,
+    runtime: Runtime,
+    then: Callable[[introspection.TokenActionRequest, Authenticated], Awaitable[T]],
+    *,
+    allow_public: bool = False,
+) -> T:
+    """Form read, ``token`` present, client authenticated (the token endpoint's pipeline,
+    limits and failure counts included), then ``then``, in that order. ``allow_public``: a
+    registered public client may name itself by ``client_id`` alone (revocation)."""
     try:
         body = await request.body()
     except ClientDisconnect as exc:
         raise InvalidRequestError("Incomplete request body") from exc
     form = parse_form(request.headers.get("content-type"), body)
-    token_request = introspection.read_token_request(
-        form, request.headers.get("authorization"), allow_none=allow_public
+    token_request = introspection.read_token_request(form)
+    auth_request = ClientAuthRequest(
+        form=form,
+        authorization=request.headers.get("authorization"),
+        ip=request.client.host if request.client else "unknown",
+        allow_none=allow_public,
+        issues=False,
     )
-    if token_request.credentials.method == NONE:
-        store = OidcStore(runtime.db, runtime.settings.issuer)
-        public = await _in_threadpool(authenticate_public_client, token_request.credentials, store)
-        return token_request, public
-    # The token endpoint's abuse limits hold here too: a client_id cannot be guessed at
-    # through these endpoints instead (429 before any secret is checked).
-    limiter = runtime.limiter
-    ip = request.client.host if request.client else "unknown"
-    now = time.time()
-    admission = NOTHING_TAKEN
-    if limiter is not None:
-        admission = await limiter.admit(ip, token_request.credentials.client_id, now)
-    failed = False
-    try:
-        caller = authenticate_client(token_request.credentials, runtime.clients)
-    except InvalidClientError:
-        failed = True
-        raise
-    except StoreUnavailableError as exc:
-        raise TemporarilyUnavailableError(detail=f"store: {exc}") from exc
-    finally:
-        if limiter is not None:
-            # Nothing is issued here: an authenticated call gives every token back.
-            await limiter.settle(admission, "auth_failed" if failed else "other", now)
-    return token_request, caller
+
+    async def work(caller: Authenticated) -> T:
+        return await then(token_request, caller)
+
+    return await runtime.authenticator.authenticate(auth_request, time.time(), work)
 
 
-async def _in_threadpool(func: Callable[..., T], /, *args: object, **kwargs: object) -> T:
-    """``func`` off the event loop; a store that does not answer is a 503."""
-    try:
-        return await run_in_threadpool(func, *args, **kwargs)
-    except StoreUnavailableError as exc:
-        raise TemporarilyUnavailableError(detail=f"store: {exc}") from exc
-
-
-def _refuse(exc: OAuthError, path: str) -> Response:
-    log.debug("%s refused: %s (%s)", path, exc.error, exc.detail or exc.description)
+def _refuse(exc: Exception, path: str) -> Response:
+    refusal = as_oauth_error(exc, path.rsplit("/", 1)[-1])
+    if refusal is None:
+        raise exc
+    log.debug("%s refused: %s (%s)", path, refusal.error, refusal.detail or refusal.description)
     return JSONResponse(
-        exc.body(), status_code=exc.status_code, headers={**NO_STORE, **exc.headers()}
+        refusal.body(), status_code=refusal.status_code, headers={**NO_STORE, **refusal.headers()}
     )

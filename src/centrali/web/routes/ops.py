@@ -10,6 +10,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.responses import JSONResponse, Response
 
+from centrali.services.context import utcnow
+from centrali.services.service_accounts import count_expiring_credentials
 from centrali.web import metrics
 from centrali.web.runtime import get_runtime
 
@@ -65,7 +67,13 @@ def _not_ready(reason: str) -> JSONResponse:
     response_class=Response,
     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
 )
-def prometheus_metrics() -> Response:
-    """Prometheus text exposition: tokens issued and refused, latencies, store errors."""
-    body, content_type = metrics.render()
+def prometheus_metrics(request: Request) -> Response:
+    """Prometheus text exposition: tokens issued and refused, latencies, store errors, and
+    live credentials expiring within 7 and 30 days (``centrali_credentials_expiring``)."""
+    expiring = None
+    try:
+        expiring = count_expiring_credentials(get_runtime(request).db, now=utcnow())
+    except SQLAlchemyError:  # the rest of the metrics are still worth a scrape
+        metrics.STORE_ERRORS.labels("metrics").inc()
+    body, content_type = metrics.render(expiring)
     return Response(body, media_type=content_type, headers={"Cache-Control": "no-store"})

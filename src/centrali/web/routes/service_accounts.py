@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from starlette.responses import JSONResponse, Response
 
 from centrali.services import service_accounts as accounts
 from centrali.services.errors import InvalidBodyError
-from centrali.services.service_accounts import parse_account_id
+from centrali.services.service_accounts import (
+    parse_account_id,
+    parse_expiring_within,
+    parse_secret_id,
+)
 from centrali.services.validation import MAX_ID, PageRequest, parse_int
 from centrali.web.deps import ManagerDep
 from centrali.web.openapi_errors import API_ERRORS
@@ -19,6 +23,7 @@ from centrali.web.schemas import (
     GroupsUpdate,
     NameUpdate,
     RotateRequest,
+    SecretCreate,
     ServiceAccountCreate,
 )
 
@@ -45,6 +50,7 @@ def create_service_account(
         grant_types=body.grant_types,
         scope=body.scope,
         groups=body.groups,
+        secret_expires_at=body.secret_expires_at,
     )
     return JSONResponse(view.as_dict(), status_code=201, headers=NO_STORE)
 
@@ -57,9 +63,12 @@ def list_service_accounts(
     page: str | None = None,
     limit: str | None = None,
     after: str | None = None,
+    expiring_within_days: Annotated[str | None, Query(alias="expiringWithinDays")] = None,
 ) -> dict[str, Any]:
     """A page by number (``page``), or after the account ``after`` (keyset: the same cost
-    at any depth). ``nextAfter`` is the ``after`` of the next page, null on the last."""
+    at any depth). ``nextAfter`` is the ``after`` of the next page, null on the last.
+    ``expiringWithinDays`` (1-3650): only the accounts with a live secret expiring that
+    soon (``total`` counts those)."""
     paging = PageRequest.parse(page, limit)
     cursor = None
     if after is not None:
@@ -67,7 +76,11 @@ def list_service_accounts(
             raise InvalidBodyError("give page or after, not both", field="after")
         cursor = parse_int(after, "after", 0, 0, MAX_ID)
     views, total = accounts.list_accounts(
-        get_runtime(request).db, workspace_slug=workspace_slug, page=paging, after=cursor
+        get_runtime(request).db,
+        workspace_slug=workspace_slug,
+        page=paging,
+        after=cursor,
+        expiring_within_days=parse_expiring_within(expiring_within_days),
     )
     body = paging.body([v.as_dict() for v in views], total)
     if cursor is not None:
@@ -140,13 +153,17 @@ def rotate_service_account_secret(
     actor: ManagerDep,
     body: RotateRequest | None = None,
 ) -> JSONResponse:
-    """A new secret, shown this once; the old one fails from now on."""
+    """A new secret, shown this once. The other secrets fail from now on, or with
+    ``gracePeriodSeconds`` (0-604800) once that time has passed."""
+    body = body or RotateRequest()
     view = accounts.rotate(
         get_runtime(request).db,
         workspace_slug=workspace_slug,
         account_id=parse_account_id(account_id),
         actor=actor,
-        revoke_tokens=body.revoke_tokens if body else False,
+        revoke_tokens=body.revoke_tokens,
+        grace_period_seconds=body.grace_period_seconds,
+        expires_at=body.expires_at,
     )
     return JSONResponse(view.rotation_dict(), headers=NO_STORE)
 
@@ -183,6 +200,54 @@ def delete_service_account(
         get_runtime(request).db,
         workspace_slug=workspace_slug,
         account_id=parse_account_id(account_id),
+        actor=actor,
+    )
+    return Response(status_code=204)
+
+
+@router.get("/{account_id}/secrets")
+def list_service_account_secrets(
+    request: Request, workspace_slug: str, account_id: str, actor: ManagerDep
+) -> JSONResponse:
+    """The account's secrets (hint, created, expiry, last use), newest first; never the
+    secrets themselves."""
+    views = accounts.list_secrets(
+        get_runtime(request).db,
+        workspace_slug=workspace_slug,
+        account_id=parse_account_id(account_id),
+    )
+    return JSONResponse({"data": [v.as_dict() for v in views]}, headers=NO_STORE)
+
+
+@router.post("/{account_id}/secrets", status_code=201)
+def add_service_account_secret(
+    request: Request,
+    workspace_slug: str,
+    account_id: str,
+    actor: ManagerDep,
+    body: SecretCreate | None = None,
+) -> JSONResponse:
+    """One more secret (at most 5 live), shown this once; the others keep working."""
+    view = accounts.add_secret(
+        get_runtime(request).db,
+        workspace_slug=workspace_slug,
+        account_id=parse_account_id(account_id),
+        actor=actor,
+        expires_at=body.expires_at if body else None,
+    )
+    return JSONResponse(view.as_dict(), status_code=201, headers=NO_STORE)
+
+
+@router.delete("/{account_id}/secrets/{secret_id}", status_code=204)
+def delete_service_account_secret(
+    request: Request, workspace_slug: str, account_id: str, secret_id: str, actor: ManagerDep
+) -> Response:
+    """Delete one secret; it fails at once. Not the account's last live credential (409)."""
+    accounts.delete_secret(
+        get_runtime(request).db,
+        workspace_slug=workspace_slug,
+        account_id=parse_account_id(account_id),
+        secret_id=parse_secret_id(secret_id),
         actor=actor,
     )
     return Response(status_code=204)
