@@ -53,14 +53,6 @@ PADDING_HASH = _HASH_SCHEME + "0" * 64
 PADDING = StoredSecret(0, PADDING_HASH, 0)
 
 
-def verify_secret(secret: str, stored_hash: str | None) -> bool:
-    """Constant-time comparison; a missing hash does the same work and fails."""
-    candidate = hash_secret(secret)
-    target = stored_hash if stored_hash is not None else _DUMMY_HASH
-    matched = hmac.compare_digest(candidate.encode(), target.encode())
-    return matched and stored_hash is not None
-
-
 def match_secret(secret: str, stored: Sequence[StoredSecret], now: float) -> StoredSecret | None:
     """The live stored secret that ``secret`` is, or None; one hash, then a constant-time
     comparison with every stored hash (at least SECRET_SLOTS of them, dummies filling in), and

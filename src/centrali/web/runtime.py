@@ -39,9 +39,6 @@ class SystemClock:
     def now(self) -> float:
         return time.time()
 
-    def sleep(self, seconds: float) -> None:
-        time.sleep(max(0.0, seconds))
-
 
 @dataclass
 class Runtime:

@@ -1,5 +1,5 @@
 """centrali.oauth.credentials: ci_/sk_ formats, randomness, hashing, constant-time checks
-against one stored hash (verify_secret) and against all of a client's secrets (match_secret)."""
+against all of a client's secrets (match_secret)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from centrali.oauth.credentials import (
     hash_secret,
     match_secret,
     secret_hint,
-    verify_secret,
 )
 from centrali.oauth.ports import StoredSecret
 
@@ -78,43 +77,19 @@ def test_different_secrets_hash_differently() -> None:
         pytest.param("", False, id="empty"),
     ],
 )
-def test_verify_secret_against_stored_hash(presented: str, expected: bool) -> None:
-    assert verify_secret(presented, hash_secret("sk_right")) is expected
+def test_a_secret_matches_its_stored_hash_only(presented: str, expected: bool) -> None:
+    stored = [StoredSecret(1, hash_secret("sk_right"))]
+    assert (match_secret(presented, stored, 0.0) is not None) is expected
 
 
-def test_verify_secret_with_no_stored_hash_fails() -> None:
-    assert verify_secret(generate_client_secret(), None) is False
-    assert verify_secret("", None) is False
+def test_no_stored_secret_matches_nothing() -> None:
+    assert match_secret(generate_client_secret(), [], 0.0) is None
+    assert match_secret("", [], 0.0) is None
 
 
-def test_verify_secret_handles_non_ascii_and_lone_surrogates() -> None:
-    assert verify_secret("sk_é", hash_secret("sk_é")) is True
-    assert verify_secret("sk_\ud800", hash_secret("sk_é")) is False
-
-
-@pytest.mark.parametrize(
-    "stored", [pytest.param("known", id="known-client"), pytest.param(None, id="no-hash")]
-)
-def test_verify_secret_does_the_same_work_with_or_without_a_hash(
-    monkeypatch: pytest.MonkeyPatch, stored: str | None
-) -> None:
-    calls: list[str] = []
-    real_hash = credentials.hash_secret
-    real_compare = hmac.compare_digest
-
-    def spy_hash(secret: str) -> str:
-        calls.append("hash")
-        return real_hash(secret)
-
-    def spy_compare(a: bytes, b: bytes) -> bool:
-        calls.append("compare")
-        return real_compare(a, b)
-
-    target = hash_secret("sk_other") if stored is not None else None
-    monkeypatch.setattr(credentials, "hash_secret", spy_hash)
-    monkeypatch.setattr(hmac, "compare_digest", spy_compare)
-    assert verify_secret("sk_presented", target) is False
-    assert calls == ["hash", "compare"]
+def test_non_ascii_and_lone_surrogates_are_hashed_not_raised() -> None:
+    assert match_secret("sk_é", [StoredSecret(1, hash_secret("sk_é"))], 0.0) is not None
+    assert match_secret("sk_\ud800", [StoredSecret(1, hash_secret("sk_é"))], 0.0) is None
 
 
 # --- match_secret -----------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, bindparam, text
 
 from centrali.config import Settings
-from centrali.oauth.credentials import hash_secret, verify_secret
+from centrali.oauth.credentials import hash_secret
 from centrali.services.permissions import BUILTIN_GROUPS
 from centrali.store.db import Database
 from centrali.store.migrate import alembic_config, current_revision, head_revision, upgrade
@@ -196,7 +196,7 @@ def test_downgrade_to_0005_puts_each_secret_hash_back(empty_db: Database, tmp_pa
         REVOKED: hash_secret(SECRETS[REVOKED]),
         DELETED: None,
     }
-    assert verify_secret(SECRETS[ACTIVE], hashes[ACTIVE])
+    assert hashes[ACTIVE] == hash_secret(SECRETS[ACTIVE])
 
     # And up again (the app migrates on start): the same secret still works.
     with serving(empty_db.url, tmp_path) as factory:
