@@ -34,7 +34,7 @@ from urllib.parse import unquote_plus
 from centrali.oauth.credentials import match_secret
 from centrali.oauth.errors import InvalidClientError, InvalidRequestError, OAuthError
 from centrali.oauth.limits import Admission, SlowDownError, TokenLimiter
-from centrali.oauth.ports import ClientRecord, ClientStore, CredentialUsage, FailureLog
+from centrali.oauth.ports import SECRET, ClientRecord, ClientStore, CredentialUsage, FailureLog
 from centrali.oauth.user_ports import PublicClient, PublicClientLookup
 
 T = TypeVar("T")
@@ -126,7 +126,8 @@ class Authenticated:
 
     client: ClientRecord | PublicClient
     method: str
-    credential_id: int | None = None
+    # The stored credential that proved it: (kind, id), kind SECRET, KEY or FEDERATED.
+    credential: tuple[str, int] | None = None
 
     @property
     def confidential(self) -> ClientRecord:
@@ -166,7 +167,7 @@ class _SecretMethod:
             raise InvalidClientError(detail=WRONG_SECRET, basic=self.basic)
         if not client.active:
             raise InvalidClientError(detail=INACTIVE_CLIENT, basic=self.basic)
-        return Authenticated(client, self.name, found.id)
+        return Authenticated(client, self.name, (SECRET, found.id))
 
 
 class ClientSecretPost(_SecretMethod):
@@ -252,8 +253,8 @@ class ClientAuthenticator:
         if refusal is not None:
             self._count(client_id, refusal)
             raise refusal
-        if self.usage is not None and authenticated.credential_id is not None:
-            self.usage.record(client_id, authenticated.credential_id, now)
+        if self.usage is not None and authenticated.credential is not None:
+            self.usage.record(client_id, *authenticated.credential, now)
         try:
             return await then(authenticated)
         except BaseException:

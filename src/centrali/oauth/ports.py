@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -13,6 +14,36 @@ class StoredSecret:
 
     id: int
     hash: str
+    expires_at_ms: int | None = None
+
+    def live(self, now: float) -> bool:
+        return self.expires_at_ms is None or now * 1000 < self.expires_at_ms
+
+
+@dataclass(frozen=True, slots=True)
+class ClientKey:
+    """One of a client's public keys for ``private_key_jwt`` (RFC 7523 §2.2): its public JWK
+    (no private member), the one algorithm it verifies, when it stops working (epoch ms)."""
+
+    id: int
+    kid: str
+    alg: str
+    jwk: Mapping[str, Any]
+    expires_at_ms: int | None = None
+
+    def live(self, now: float) -> bool:
+        return self.expires_at_ms is None or now * 1000 < self.expires_at_ms
+
+
+@dataclass(frozen=True, slots=True)
+class FederatedCredential:
+    """A workload identity the client trusts: tokens of ``issuer`` about ``subject`` whose
+    audience holds ``audience`` stand for the client, with no stored secret."""
+
+    id: int
+    issuer: str
+    subject: str
+    audience: str
     expires_at_ms: int | None = None
 
     def live(self, now: float) -> bool:
@@ -32,6 +63,8 @@ class ClientRecord:
     groups: tuple[str, ...]
     # Tokens whose iat (epoch ms) is at or below this are dead; new ones are minted after it.
     tokens_cutoff_ms: int = 0
+    keys: tuple[ClientKey, ...] = ()
+    federated: tuple[FederatedCredential, ...] = ()
 
 
 class ClientStore(Protocol):
@@ -47,9 +80,16 @@ class FailureLog(Protocol):
         ...
 
 
+# Credential kinds (CredentialUsage, Authenticated.credential).
+SECRET = "secret"
+KEY = "key"
+FEDERATED = "federated"
+
+
 class CredentialUsage(Protocol):
-    def record(self, client_id: str, secret_id: int, at: float) -> None:
-        """Note that the credential was used at ``at``; no I/O (flushed later)."""
+    def record(self, client_id: str, kind: str, credential_id: int, at: float) -> None:
+        """Note that the credential (``kind``: SECRET, KEY or FEDERATED, and its id) was
+        used at ``at``; no I/O (flushed later)."""
         ...
 
 

@@ -21,27 +21,28 @@ class CredentialUsageCounter:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        # secret id -> (client id, epoch seconds)
-        self._secrets: dict[int, tuple[str, float]] = {}
+        # (kind, credential id) -> (client id, epoch seconds)
+        self._used: dict[tuple[str, int], tuple[str, float]] = {}
 
-    def record(self, client_id: str, secret_id: int, at: float) -> None:
+    def record(self, client_id: str, kind: str, credential_id: int, at: float) -> None:
+        key = (kind, credential_id)
         with self._lock:
-            held = self._secrets.get(secret_id)
+            held = self._used.get(key)
             if held is None or held[1] < at:
-                self._secrets[secret_id] = (client_id, at)
+                self._used[key] = (client_id, at)
 
     def pending(self) -> int:
         with self._lock:
-            return len(self._secrets)
+            return len(self._used)
 
     def flush(self, db: Database) -> int:
         """Write the times so far in one transaction; returns how many credentials. If the
         store fails, the times are kept for the next flush and the error is raised."""
         with self._lock:
-            taken, self._secrets = self._secrets, {}
+            taken, self._used = self._used, {}
         if not taken:
             return 0
-        secrets = {sid: _at(t) for sid, (_, t) in taken.items()}
+        credentials = {key: _at(t) for key, (_, t) in taken.items()}
         accounts: dict[str, datetime] = {}
         for client_id, t in taken.values():
             at = _at(t)
@@ -49,13 +50,13 @@ class CredentialUsageCounter:
                 accounts[client_id] = at
         try:
             with db.write() as session:
-                repo.mark_credentials_used(session, secrets=secrets, accounts=accounts)
+                repo.mark_credentials_used(session, credentials=credentials, accounts=accounts)
         except BaseException:
             with self._lock:
-                for secret_id, (client_id, t) in taken.items():
-                    held = self._secrets.get(secret_id)
+                for key, (client_id, t) in taken.items():
+                    held = self._used.get(key)
                     if held is None or held[1] < t:
-                        self._secrets[secret_id] = (client_id, t)
+                        self._used[key] = (client_id, t)
             raise
         return len(taken)
 

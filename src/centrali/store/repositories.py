@@ -360,12 +360,17 @@ _used_account = (
 
 
 def mark_credentials_used(
-    session: Session, *, secrets: dict[int, datetime], accounts: dict[str, datetime]
+    session: Session,
+    *,
+    credentials: dict[tuple[str, int], datetime],
+    accounts: dict[str, datetime],
 ) -> None:
-    """Move last-use times forward (never back: other workers and instances flush too)."""
+    """Move last-use times forward (never back: other workers and instances flush too).
+    ``credentials``: (kind, id) -> time, kind "secret" (the kinds of oauth.ports)."""
     conn = session.connection()
+    secrets = sorted((cid, at) for (kind, cid), at in credentials.items() if kind == "secret")
     if secrets:
-        conn.execute(_used_secret, [{"sid": k, "at": v} for k, v in sorted(secrets.items())])
+        conn.execute(_used_secret, [{"sid": k, "at": v} for k, v in secrets])
     if accounts:
         conn.execute(_used_account, [{"cid": k, "at": v} for k, v in sorted(accounts.items())])
 

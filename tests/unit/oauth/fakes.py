@@ -96,13 +96,16 @@ class FakeFailureLog:
 
 
 class FakeCredentialUsage:
-    """A ``CredentialUsage`` that keeps every (client_id, secret_id, at) it was told."""
+    """A ``CredentialUsage`` that keeps every (client_id, credential id, at) it was told,
+    and the kinds in ``kinds``."""
 
     def __init__(self) -> None:
         self.records: list[tuple[str, int, float]] = []
+        self.kinds: list[str] = []
 
-    def record(self, client_id: str, secret_id: int, at: float) -> None:
-        self.records.append((client_id, secret_id, at))
+    def record(self, client_id: str, kind: str, credential_id: int, at: float) -> None:
+        self.records.append((client_id, credential_id, at))
+        self.kinds.append(kind)
 
 
 class RecordingLimiter(TokenLimiter):

@@ -292,7 +292,7 @@ def test_each_method_authenticates_through_the_pipeline(
         assert (p.public.lookups, p.clients.lookups) == (["app"], [])
         assert p.usage.records == []
     else:
-        assert got == Authenticated(make_client(), method, SECRET_ID)
+        assert got == Authenticated(make_client(), method, ("secret", SECRET_ID))
         assert got.confidential == make_client()
         assert (p.public.lookups, p.clients.lookups) == ([], [CLIENT_ID])
         assert p.usage.records == [(CLIENT_ID, SECRET_ID, NOW)]
@@ -323,14 +323,14 @@ class _EveryoneIsBasic:
     ) -> Authenticated:
         if client is None:
             raise InvalidClientError(detail=UNKNOWN_CLIENT)
-        return Authenticated(client, self.name, 99)
+        return Authenticated(client, self.name, ("secret", 99))
 
 
 def test_verification_is_the_registered_methods() -> None:
     methods: dict[str, ClientAuthMethod] = {BASIC: _EveryoneIsBasic()}
     p = pipeline(methods=methods)
     got = p.authenticate({}, basic(CLIENT_ID, "sk_anything"))
-    assert (got.method, got.credential_id) == (BASIC, 99)
+    assert (got.method, got.credential) == (BASIC, ("secret", 99))
     assert p.usage.records == [(CLIENT_ID, 99, NOW)]
 
 
@@ -343,7 +343,7 @@ def test_then_gets_the_client_and_its_answer_is_returned() -> None:
         return "issued"
 
     assert p.authenticate(post_form(), then=then) == "issued"
-    assert seen == [Authenticated(make_client(), POST, SECRET_ID)]
+    assert seen == [Authenticated(make_client(), POST, ("secret", SECRET_ID))]
 
 
 def test_a_public_client_is_not_confidential() -> None:
@@ -479,7 +479,7 @@ def test_ids_that_cannot_be_a_client_are_not_looked_up(client_id: str) -> None:
 def test_a_secret_longer_than_the_limit_is_refused_even_if_its_prefix_matches() -> None:
     long_secret = "sk_" + "a" * 509  # 512 characters, the longest accepted
     p = pipeline(make_client(secrets=(stored(long_secret, 3),)))
-    assert p.authenticate(post_form(secret=long_secret)).credential_id == 3
+    assert p.authenticate(post_form(secret=long_secret)).credential == ("secret", 3)
     with pytest.raises(InvalidClientError) as info:
         p.authenticate(post_form(secret=long_secret + "b"))
     assert info.value.detail == WRONG_SECRET
@@ -507,7 +507,7 @@ def test_each_of_five_secrets_works_and_names_itself(which: int, method: str) ->
         got = p.authenticate({}, basic(CLIENT_ID, FIVE[which]))
     else:
         got = p.authenticate(post_form(secret=FIVE[which]))
-    assert got == Authenticated(record, method, FIVE_IDS[which])
+    assert got == Authenticated(record, method, ("secret", FIVE_IDS[which]))
     assert p.usage.records == [(CLIENT_ID, FIVE_IDS[which], NOW)]
 
 
@@ -518,12 +518,12 @@ def test_of_five_secrets_an_expired_one_fails_and_the_others_work() -> None:
     with pytest.raises(InvalidClientError) as info:
         p.authenticate(post_form(secret=FIVE[2]))
     assert info.value.detail == WRONG_SECRET
-    assert p.authenticate(post_form(secret=FIVE[3])).credential_id == FIVE_IDS[3]
+    assert p.authenticate(post_form(secret=FIVE[3])).credential == ("secret", FIVE_IDS[3])
 
 
 def test_a_secret_expiring_later_still_works() -> None:
     p = pipeline(make_client(secrets=(stored(SECRET, 5, expires_at_ms=int(NOW * 1000) + 1),)))
-    assert p.authenticate(post_form()).credential_id == 5
+    assert p.authenticate(post_form()).credential == ("secret", 5)
 
 
 # --- constant work ----------------------------------------------------------------------------
@@ -637,7 +637,7 @@ def test_without_a_failure_log_usage_or_limiter_the_pipeline_still_runs() -> Non
     async def echo(authenticated: Authenticated) -> Authenticated:
         return authenticated
 
-    assert run(auth.authenticate(request, NOW, echo)).credential_id == SECRET_ID
+    assert run(auth.authenticate(request, NOW, echo)).credential == ("secret", SECRET_ID)
     with pytest.raises(InvalidClientError):
         run(auth.authenticate(ClientAuthRequest(post_form(secret="x"), None, IP), NOW, echo))
     with pytest.raises(InvalidClientError) as info:

@@ -245,8 +245,8 @@ def test_prepare_knows_the_grant_and_whether_a_public_client_may_use_it(
 @pytest.mark.parametrize(
     ("authenticated", "needed"),
     [
-        pytest.param(Authenticated(make_client(), POST, SECRET_ID), False, id="post"),
-        pytest.param(Authenticated(make_client(), BASIC, SECRET_ID), False, id="basic"),
+        pytest.param(Authenticated(make_client(), POST, ("secret", SECRET_ID)), False, id="post"),
+        pytest.param(Authenticated(make_client(), BASIC, ("secret", SECRET_ID)), False, id="basic"),
         pytest.param(Authenticated(APP, NONE), True, id="none"),
     ],
 )
