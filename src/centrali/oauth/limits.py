@@ -23,6 +23,9 @@ A request is refused (429, ``slow_down``) while any of its buckets is empty. In 
 4. the token is issued, or, when the grant then fails (``invalid_scope``, ...), ``refund``
    gives the issuance token back.
 
+Keys never hold what a client sent as is: the address is encoded by ``address_key`` (no
+``:``, so it cannot run into the id after it) and the client id is a digest (``id_key``).
+
 The bucket arithmetic lives here, with no I/O; the in-process store below keeps buckets in a
 dict, and ``centrali.store.redis_limits`` keeps them in Redis so several instances share one
 budget.
@@ -30,6 +33,8 @@ budget.
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
 import math
 import threading
 from collections.abc import Sequence
@@ -90,23 +95,49 @@ def wait_for_one(bucket: Bucket, level: float) -> float:
     return 0.0 if level >= 1.0 else (1.0 - level) / bucket.rate
 
 
-_MAX_KEY_ID = 128  # real ids are ~35 characters; a longer one only needs to be told apart
+def address_key(ip: str) -> str:
+    """The source address as it appears in bucket keys: an unambiguous encoding with no
+    ``:`` in it (an IPv6 address joined to a client id by ``:`` could read as another
+    address and id). ``4-`` + hex of an IPv4 address (an IPv4-mapped IPv6 address counts as
+    its IPv4 address), ``6-`` + hex of an IPv6 address, anything else (no address, a test
+    client's name) ``n-`` + a digest of it."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return "n-" + _digest(ip)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv4Address):
+        return "4-" + address.packed.hex()
+    return "6-" + address.packed.hex()
+
+
+def id_key(value: str) -> str:
+    """A client id (or any name a client sends) as it appears in bucket keys: a digest of
+    fixed length, so a client that sends its secret as its id puts no secret into the
+    store's keys, and no id can reach into the key's other parts."""
+    return _digest(value)
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def failure_buckets(ip: str, client_id: str | None, s: LimitSettings) -> list[Bucket]:
     """The buckets a failed authentication is charged to."""
     buckets = []
+    source = address_key(ip)
     if s.failures_per_ip:
-        buckets.append(Bucket(f"f:ip:{ip}", s.failures_per_ip))
+        buckets.append(Bucket(f"f:ip:{source}", s.failures_per_ip))
     if client_id is not None and s.failures_per_client_ip:
-        buckets.append(Bucket(f"f:ipc:{ip}:{client_id[:_MAX_KEY_ID]}", s.failures_per_client_ip))
+        buckets.append(Bucket(f"f:ipc:{source}:{id_key(client_id)}", s.failures_per_client_ip))
     return buckets
 
 
 def issuance_buckets(client_id: str, s: LimitSettings) -> list[Bucket]:
     if not s.issuance_per_client:
         return []
-    return [Bucket(f"i:c:{client_id[:_MAX_KEY_ID]}", s.issuance_per_client)]
+    return [Bucket(f"i:c:{id_key(client_id)}", s.issuance_per_client)]
 
 
 class BucketStore(Protocol):

@@ -34,6 +34,7 @@ from centrali.oauth.limits import (
     MemoryBucketStore,
     SlowDownError,
     TokenLimiter,
+    address_key,
     failure_buckets,
     issuance_buckets,
     level_now,
@@ -745,7 +746,8 @@ def test_failures_per_address_across_client_ids(env: Env) -> None:
 def test_a_request_without_client_id_takes_from_the_address_only(env: Env) -> None:
     """No credentials at all: a failed authentication of the address."""
     limit = env.limiter(per_ip=2, per_client_ip=2, issuance=2)
-    assert [b.key for b in failure_buckets(env.ip, None, limit.settings)] == [f"f:ip:{env.ip}"]
+    keys = [b.key for b in failure_buckets(env.ip, None, limit.settings)]
+    assert keys == [f"f:ip:{address_key(env.ip)}"]
     assert env.attempt(limit, env.ip, None, "auth_failed") is None
     assert env.attempt(limit, env.ip, None, "auth_failed") is None
     assert env.refused(limit, env.ip, None) == 30
@@ -849,11 +851,18 @@ class SpyStore:
 
 def whole_request(limit: TokenLimiter, client_id: str | None, outcome: str) -> int | None:
     """``Env.attempt`` over any store, in a fresh loop."""
+    return whole_request_from(limit, IP, client_id, outcome)
+
+
+def whole_request_from(
+    limit: TokenLimiter, ip: str, client_id: str | None, outcome: str
+) -> int | None:
+    """The same, from ``ip``."""
     authenticated = outcome != "auth_failed"
 
     async def request() -> None:
-        await limit.check(IP, client_id, NOW)
-        admission = await limit.conclude(IP, client_id, authenticated, NOW)
+        await limit.check(ip, client_id, NOW)
+        admission = await limit.conclude(ip, client_id, authenticated, NOW)
         if outcome == "grant_failed":
             await limit.refund(admission, NOW)
 
@@ -956,12 +965,67 @@ def test_default_limit_settings_match_the_contract() -> None:
     assert LimitSettings() == LimitSettings(100, 20, 0)
 
 
-def test_client_ids_are_truncated_in_keys() -> None:
+def test_client_ids_are_never_in_keys_only_a_digest_of_fixed_length() -> None:
     settings = LimitSettings(failures_per_ip=5, failures_per_client_ip=5, issuance_per_client=5)
-    huge = "ci_" + "x" * 100_000
-    keys = [b.key for b in failure_buckets(IP, huge, settings)]
-    keys += [b.key for b in issuance_buckets(huge, settings)]
-    assert max(len(k) for k in keys) <= len(f"f:ipc:{IP}:") + 128
+    secret = "sk_" + "s3cr3t" * 10  # a client that swapped its id and its secret
+    for client_id in (secret, "ci_" + "x" * 100_000, CLIENT, "\ud800", ""):
+        keys = [b.key for b in failure_buckets(IP, client_id, settings)]
+        keys += [b.key for b in issuance_buckets(client_id, settings)]
+        assert len(keys) == 3
+        assert all(len(k) <= 80 for k in keys)
+        assert all(client_id not in k for k in keys if client_id)
+    assert not any("sk_" in b.key for b in issuance_buckets(secret, settings))
+
+
+# Where "address:client_id" collided: an IPv6 address is full of ':'.
+COLLIDING = [(("2001:db8::1:2", "a"), ("2001:db8::1", "2:a")), (("::1", "a"), ("::", "1:a"))]
+
+
+@pytest.mark.parametrize(("first", "second"), COLLIDING, ids=["2001:db8", "loopback"])
+def test_ipv6_addresses_and_client_ids_do_not_collide_in_keys(
+    first: tuple[str, str], second: tuple[str, str]
+) -> None:
+    settings = LimitSettings(failures_per_ip=0, failures_per_client_ip=1, issuance_per_client=0)
+    assert failure_buckets(*first, settings) != failure_buckets(*second, settings)
+    limit = TokenLimiter(settings, MemoryBucketStore())
+    assert whole_request_from(limit, *first, "auth_failed") is None
+    assert whole_request_from(limit, *first, "auth_failed") == 60
+    assert whole_request_from(limit, *second, "auth_failed") is None  # a budget of its own
+
+
+@pytest.mark.parametrize(
+    ("ip", "key"),
+    [
+        ("203.0.113.7", "4-cb007107"),
+        ("::ffff:203.0.113.7", "4-cb007107"),  # IPv4-mapped: the IPv4 address
+        ("2001:db8::1", "6-20010db8000000000000000000000001"),
+    ],
+)
+def test_address_keys_are_unambiguous_and_colon_free(ip: str, key: str) -> None:
+    assert address_key(ip) == key
+    assert address_key("testclient").startswith("n-")
+    assert address_key("testclient") != address_key("testclient2")
+    for name in ("unknown", "fe80::1%eth0", "a:b"):
+        assert ":" not in address_key(name)
+
+
+def test_redis_keys_hold_no_client_id(redis_env: Env) -> None:
+    env = redis_env
+    secret = f"sk_{uuid.uuid4().hex}"
+    limit = env.limiter(per_ip=5, per_client_ip=5, issuance=5)
+    assert env.attempt(limit, env.ip, secret, "auth_failed") is None
+    assert env.attempt(limit, env.ip, secret, "issued") is None
+    conn = redis.Redis.from_url(REDIS_URL)
+    try:
+        keys = [
+            k.decode()
+            for b in failure_buckets(env.ip, secret, limit.settings)
+            for k in conn.keys("centrali:rl:" + b.key)
+        ]
+        assert len(keys) == 2
+        assert not list(conn.scan_iter(match=f"*{secret}*"))
+    finally:
+        conn.close()
 
 
 @pytest.mark.parametrize(

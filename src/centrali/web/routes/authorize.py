@@ -46,7 +46,13 @@ from centrali.oauth.authorize import (
 )
 from centrali.oauth.errors import InvalidRequestError
 from centrali.oauth.id_token import IdTokenHint, read_id_token_hint
-from centrali.oauth.limits import MAX_RETRY_AFTER, Bucket, BucketStore, MemoryBucketStore
+from centrali.oauth.limits import (
+    MAX_RETRY_AFTER,
+    Bucket,
+    BucketStore,
+    MemoryBucketStore,
+    address_key,
+)
 from centrali.oauth.opaque_tokens import new_opaque_token, plausible_token
 from centrali.oauth.token_endpoint import parse_form
 from centrali.oauth.tokens import InvalidTokenError, TokenError, TokenExpiredError
@@ -286,7 +292,7 @@ def _login_buckets(settings: Settings, ip: str, email: str) -> list[Bucket]:
     account = hashlib.sha256(email.strip().lower().encode("utf-8", "replace")).hexdigest()[:32]
     buckets = []
     if settings.login_failures_per_ip:
-        buckets.append(Bucket(f"l:ip:{ip}", settings.login_failures_per_ip))
+        buckets.append(Bucket(f"l:ip:{address_key(ip)}", settings.login_failures_per_ip))
     if settings.login_failures_per_account:
         buckets.append(Bucket(f"l:acct:{account}", settings.login_failures_per_account))
     return buckets
