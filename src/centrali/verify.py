@@ -6,9 +6,12 @@
 
 The verifier discovers the JWKS from the issuer, caches it, and refetches it when a token
 names an unknown ``kid`` (at most once per ``min_refetch_interval``), so a key rotation is
-picked up without a restart. It checks what the Centrali API checks: RS256 only, our keys
-only, ``typ: at+jwt``, ``iss``, ``aud``, ``exp``, the ``workspace`` and ``isServiceAccount``
-claims, and the workspace. Revocation of an account cannot be seen offline: ask the
+picked up without a restart. It checks what the Centrali API checks: the issuer's keys only,
+each with the one algorithm its type allows (RSA: RS256, EC P-256: ES256, OKP Ed25519:
+EdDSA; never ``none`` or HMAC), ``typ: at+jwt``, ``iss``, ``aud``, ``exp``, the
+``workspace`` and ``isServiceAccount`` claims, and the workspace. ``require_token`` needs the
+workspace (or an explicit ``any_workspace=True``), so a service never takes another
+workspace's tokens by omission. Revocation of an account cannot be seen offline: ask the
 server (introspection) where that matters.
 """
 
@@ -22,6 +25,7 @@ from typing import Any
 import httpx
 import jwt
 
+from centrali.oauth.keys import alg_for_key
 from centrali.oauth.tokens import (
     InvalidTokenError,
     TokenError,
@@ -44,6 +48,39 @@ __all__ = [
 
 class WrongWorkspaceError(TokenError):
     """A genuine token, but for another workspace."""
+
+
+# The keys a JWKS may hold for us, by (kty, crv), and the one algorithm each verifies
+# (RFC 7518 §3.3, §3.4; RFC 8037 §3.1). Anything else in the set is ignored.
+_JWK_ALGS: dict[tuple[str, str | None], str] = {
+    ("RSA", None): "RS256",
+    ("EC", "P-256"): "ES256",
+    ("OKP", "Ed25519"): "EdDSA",
+}
+
+
+def _verification_key(jwk: Any) -> tuple[str, Any] | None:
+    """``(kid, public key)`` of a JWK we may verify with, or None: a signature key (``use``
+    absent or ``sig``) of a type in _JWK_ALGS, whose ``alg``, if given, is its type's one
+    algorithm, with no private members. The key's algorithm is then fixed by its type
+    (``signing.verification_key``), whatever a token's header says."""
+    if not isinstance(jwk, dict):
+        return None
+    kid, kty, crv = jwk.get("kid"), jwk.get("kty"), jwk.get("crv")
+    if not isinstance(kid, str) or not isinstance(kty, str):
+        return None
+    alg = _JWK_ALGS.get((kty, crv if kty != "RSA" else None))
+    if alg is None or jwk.get("use", "sig") != "sig" or jwk.get("alg", alg) != alg:
+        return None
+    if "d" in jwk:  # a private key has no business in a JWKS: refuse to use it
+        return None
+    try:
+        key = jwt.PyJWK(jwk, algorithm=alg).key
+        if alg_for_key(key) != alg:
+            return None
+    except (jwt.PyJWTError, ValueError, TypeError, KeyError):
+        return None
+    return kid, key
 
 
 class TokenVerifier:
@@ -88,13 +125,9 @@ class TokenVerifier:
             response.raise_for_status()
             keys: dict[str, Any] = {}
             for jwk in response.json().get("keys", []):
-                kid = jwk.get("kid")
-                if (
-                    isinstance(kid, str)
-                    and jwk.get("kty") == "RSA"
-                    and jwk.get("use", "sig") == "sig"
-                ):
-                    keys[kid] = jwt.PyJWK(jwk, algorithm="RS256").key
+                found = _verification_key(jwk)
+                if found is not None:
+                    keys[found[0]] = found[1]
             self._keys = keys
             self._fetched_at = time.monotonic()
 
@@ -130,10 +163,23 @@ class TokenVerifier:
 
 
 def require_token(
-    verifier: "TokenVerifier", *, workspace: str | None = None
+    verifier: "TokenVerifier", *, workspace: str | None = None, any_workspace: bool = False
 ) -> Callable[..., VerifiedToken]:
     """A FastAPI dependency: the request's verified bearer token, or an HTTPException 401/403
-    whose ``detail`` is Centrali's error body (``{"error", "message"}``)."""
+    whose ``detail`` is Centrali's error body (``{"error", "message"}``).
+
+    ``workspace`` is the one workspace whose tokens are accepted (another's get 403). It is
+    required: a service that really accepts every workspace's tokens says so with
+    ``any_workspace=True`` (and then checks ``token.workspace`` itself). Passing neither, or
+    both, is a TypeError when the dependency is made, not a hole found in production."""
+    if any_workspace:
+        if workspace is not None:
+            raise TypeError("require_token: give workspace or any_workspace=True, not both")
+    elif not isinstance(workspace, str) or not workspace:
+        raise TypeError(
+            "require_token: workspace is required (the workspace whose tokens are accepted); "
+            "pass any_workspace=True to accept tokens of every workspace"
+        )
     from fastapi import HTTPException, Request
 
     def dependency(request: Request) -> VerifiedToken:

@@ -23,6 +23,7 @@ from fastapi.testclient import TestClient
 from centrali.config import Settings
 from centrali.oauth.keys import KeySet, SigningKey, generate_private_key_pem, load_signing_key
 from centrali.oauth.tokens import TokenSubject, issue_access_token
+from centrali.store.db import Database
 from centrali.verify import (
     InvalidTokenError,
     TokenExpiredError,
@@ -31,6 +32,7 @@ from centrali.verify import (
     WrongWorkspaceError,
     require_token,
 )
+from centrali.web.app import create_app
 from tests.factories import Factory, bearer
 
 WS = "acme-corp"
@@ -152,6 +154,43 @@ def test_verifies_a_user_token(verifier: TokenVerifier, admin: str) -> None:
     verified = verifier.verify(admin, workspace=WS)
     assert verified.is_service_account is False
     assert "workspace-admins" in verified.groups
+
+
+@pytest.mark.parametrize("alg", ["ES256", "EdDSA"])
+def test_verifies_tokens_of_a_server_signing_with_es256_or_eddsa(
+    settings: Settings, db: Database, account: dict[str, Any], admin: str, alg: str
+) -> None:
+    # CENTRALI_SIGNING_ALG=ES256|EdDSA on the same store: its tokens verify, and so do the
+    # user tokens of the RSA key that stays published beside the new one.
+    changed = Settings(
+        database_url=settings.database_url,
+        data_dir=settings.data_dir,
+        issuer=settings.issuer,
+        signing_alg=alg,
+    )
+    with TestClient(create_app(changed, db=db), base_url=settings.issuer) as fast:
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": account["clientId"],
+            "client_secret": account["clientSecret"],
+        }
+        r = fast.post("/oidc/token", data=form)
+        assert r.status_code == 200, r.text
+        token = r.json()["access_token"]
+        assert jwt.get_unverified_header(token)["alg"] == alg
+        verifier = TokenVerifier(settings.issuer, http_client=Recorder(fast))  # type: ignore[arg-type]
+        verified = verifier.verify(token, workspace=WS)
+        assert (verified.client_id, verified.is_service_account) == (account["clientId"], True)
+        assert verifier.verify(admin, workspace=WS).is_service_account is False
+        app = FastAPI()
+        caller = require_token(verifier, workspace=WS)
+
+        @app.get("/orders")
+        def list_orders(token: VerifiedToken = Depends(caller)) -> dict[str, Any]:  # noqa: B008
+            return {"caller": token.subject}
+
+        r = TestClient(app).get("/orders", headers=bearer(token))
+        assert (r.status_code, r.json()) == (200, {"caller": account["clientId"]})
 
 
 def test_discovers_the_jwks_and_fetches_it_once(

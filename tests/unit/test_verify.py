@@ -20,8 +20,10 @@ import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
+from jwt.algorithms import ECAlgorithm
 
 from centrali.oauth.keys import KeySet, SigningKey, generate_private_key_pem, load_signing_key
 from centrali.oauth.tokens import TokenSubject, issue_access_token
@@ -57,6 +59,18 @@ def key_a() -> SigningKey:
 def key_b() -> SigningKey:
     """The key a rotation brings in."""
     return load_signing_key(generate_private_key_pem())
+
+
+@pytest.fixture(scope="module")
+def ec_key() -> SigningKey:
+    """A P-256 key, as a server with CENTRALI_SIGNING_ALG=ES256 signs with."""
+    return load_signing_key(generate_private_key_pem("ES256"), "ES256")
+
+
+@pytest.fixture(scope="module")
+def ed_key() -> SigningKey:
+    """An Ed25519 key, as a server with CENTRALI_SIGNING_ALG=EdDSA signs with."""
+    return load_signing_key(generate_private_key_pem("EdDSA"), "EdDSA")
 
 
 @pytest.fixture(scope="module")
@@ -213,6 +227,60 @@ def test_verifies_a_service_account_token(issuer: FakeIssuer, key_a: SigningKey)
 def test_verifies_a_user_token(issuer: FakeIssuer, key_a: SigningKey) -> None:
     verified = issuer.verifier().verify(issue(key_a, USER))
     assert (verified.subject, verified.is_service_account) == ("user-1", False)
+
+
+@pytest.mark.parametrize("alg", ["ES256", "EdDSA"])
+def test_verifies_es256_and_eddsa_tokens_beside_the_rsa_key(
+    key_a: SigningKey, ec_key: SigningKey, ed_key: SigningKey, alg: str
+) -> None:
+    # CENTRALI_SIGNING_ALG=ES256|EdDSA: the new key signs, the RSA key stays published.
+    fast = {"ES256": ec_key, "EdDSA": ed_key}[alg]
+    issuer = FakeIssuer(KeySet.of(fast, [key_a]))
+    verifier = issuer.verifier()
+    token = issue(fast)
+    assert jwt.get_unverified_header(token)["alg"] == alg
+    verified = verifier.verify(token, workspace=WS)
+    assert (verified.subject, verified.workspace) == (CLIENT_ID, WS)
+    assert verifier.verify(issue(key_a), workspace=WS).subject == CLIENT_ID
+    assert issuer.jwks_fetches == 1
+
+
+def test_each_key_verifies_only_its_own_algorithm(
+    key_a: SigningKey, ec_key: SigningKey, ed_key: SigningKey
+) -> None:
+    verifier = FakeIssuer(KeySet.of(ec_key, [key_a, ed_key])).verifier()
+    body = segment(claims())
+    for key, claimed in [
+        (ec_key, "RS256"), (ec_key, "EdDSA"), (ec_key, "HS256"), (ec_key, "ES384"),
+        (ed_key, "ES256"), (ed_key, "RS256"), (key_a, "ES256"), (key_a, "PS256"),
+    ]:  # fmt: skip
+        # A token whose header names another algorithm than the key's is refused before
+        # any signature check, whatever its signature.
+        genuine = issue(key)
+        forged_header = segment({"alg": claimed, "typ": "at+jwt", "kid": key.kid})
+        forged = f"{forged_header}.{body}.{genuine.split('.')[2]}"
+        with pytest.raises(InvalidTokenError):
+            verifier.verify(forged, workspace=WS)
+    # An EC key's kid on a token signed with the RSA key: refused.
+    with pytest.raises(InvalidTokenError):
+        verifier.verify(sign(key_a, claims(), kid=ec_key.kid), workspace=WS)
+
+
+def test_jwks_entries_we_cannot_trust_are_ignored(key_a: SigningKey, ec_key: SigningKey) -> None:
+    p384 = ECAlgorithm.to_jwk(ec.generate_private_key(ec.SECP384R1()).public_key(), as_dict=True)
+    issuer = FakeIssuer(KeySet.of(key_a))
+    issuer.extra_jwks = [
+        {**ec_key.public_jwk, "alg": "RS256"},  # a P-256 key claiming another algorithm
+        {**p384, "kid": "p384", "alg": "ES384"},  # a curve we never sign with
+        {"kty": "oct", "kid": "hmac", "k": b64(b"secret"), "alg": "HS256"},
+        {"kty": "OKP", "crv": "X25519", "kid": "x25519", "x": b64(bytes(32))},
+        {"kty": "RSA", "kid": "broken", "n": "!!", "e": "AQAB"},
+        "not-a-jwk",
+    ]
+    verifier = issuer.verifier()
+    assert verifier.verify(issue(key_a), workspace=WS).subject == CLIENT_ID  # the rest loads
+    with pytest.raises(InvalidTokenError):
+        verifier.verify(issue(ec_key), workspace=WS)
 
 
 def test_discovers_the_jwks_from_the_issuer(issuer: FakeIssuer, key_a: SigningKey) -> None:
@@ -506,6 +574,36 @@ def test_dependency_answers_401_token_expired(orders: TestClient, key_a: Signing
     r = orders.get("/orders", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 401
     assert error_body(r) == {"error": "token_expired", "message": "Token expired"}
+
+
+def test_require_token_needs_a_workspace_or_an_explicit_any_workspace(
+    issuer: FakeIssuer,
+) -> None:
+    verifier = issuer.verifier()
+    with pytest.raises(TypeError, match="workspace is required"):
+        require_token(verifier)
+    with pytest.raises(TypeError, match="workspace is required"):
+        require_token(verifier, workspace="")
+    with pytest.raises(TypeError, match="not both"):
+        require_token(verifier, workspace=WS, any_workspace=True)
+
+
+def test_require_token_any_workspace_accepts_every_workspace(
+    issuer: FakeIssuer, key_a: SigningKey
+) -> None:
+    app = FastAPI()
+    verified = require_token(issuer.verifier(), any_workspace=True)
+
+    @app.get("/whoami")
+    def whoami(token: VerifiedToken = Depends(verified)) -> dict[str, Any]:  # noqa: B008
+        return {"workspace": token.workspace}
+
+    client = TestClient(app)
+    for workspace in (WS, "globex"):
+        who = TokenSubject(CLIENT_ID, CLIENT_ID, workspace, True, ("api-users",), "openid")
+        r = client.get("/whoami", headers={"Authorization": f"Bearer {issue(key_a, who)}"})
+        assert (r.status_code, r.json()) == (200, {"workspace": workspace})
+    assert client.get("/whoami").status_code == 401
 
 
 def test_dependency_answers_403_for_another_workspace(
