@@ -49,7 +49,14 @@ class Settings(BaseSettings):
     token_issuance_per_client: int = Field(
         0, ge=0, description="Tokens issued per client_id per minute (0: no limit)"
     )
-    redis_url: str = Field("", description="Share the abuse limits between instances via Redis")
+    redis_url: str = Field(
+        "",
+        description="Share the abuse limits and used assertion ids between instances via Redis",
+    )
+    federation_allow_http: bool = Field(
+        False,
+        description="Allow http:// issuers for federated credentials (development and tests)",
+    )
     # --- keys ---
     master_key: SecretStr = Field(
         SecretStr(""), description="Base64 of 32 bytes: encrypts private keys at rest (AES-GCM)"

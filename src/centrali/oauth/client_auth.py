@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Protocol, TypeVar
 from urllib.parse import unquote_plus
 
+import jwt
+
 from centrali.oauth.credentials import match_secret
 from centrali.oauth.errors import InvalidClientError, InvalidRequestError, OAuthError
 from centrali.oauth.limits import Admission, SlowDownError, TokenLimiter
@@ -42,9 +44,14 @@ T = TypeVar("T")
 BASIC = "client_secret_basic"
 POST = "client_secret_post"
 NONE = "none"
-AUTH_METHODS = (BASIC, POST)
+# RFC 7523 §2.2 assertions (client_assertion_type=JWT_BEARER): signed by one of the client's
+# keys (iss = sub = client_id), or issued about a workload by an issuer the client trusts.
+PRIVATE_KEY_JWT = "private_key_jwt"
+FEDERATED_JWT = "federated_jwt"
+JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+AUTH_METHODS = (BASIC, POST, PRIVATE_KEY_JWT)
 # The token endpoint's: AUTH_METHODS for confidential clients, "none" for public ones.
-TOKEN_AUTH_METHODS = (BASIC, POST, NONE)
+TOKEN_AUTH_METHODS = (BASIC, POST, PRIVATE_KEY_JWT, NONE)
 
 # Reason labels of a refused authentication (InvalidClientError.detail).
 NO_CREDENTIALS = "no_credentials"
@@ -52,9 +59,27 @@ UNKNOWN_CLIENT = "unknown_client"
 WRONG_SECRET = "wrong_secret"
 INACTIVE_CLIENT = "inactive_client"
 RATE_LIMITED = "rate_limited"
-REASONS = frozenset({NO_CREDENTIALS, UNKNOWN_CLIENT, WRONG_SECRET, INACTIVE_CLIENT})
+BAD_ASSERTION = "bad_assertion"  # malformed, wrong algorithm, iss/sub/aud/jti wrong
+BAD_SIGNATURE = "bad_signature"
+EXPIRED_ASSERTION = "expired_assertion"  # or too long-lived, or not yet valid
+REPLAYED_ASSERTION = "replayed_assertion"
+UNKNOWN_ISSUER = "unknown_issuer"  # no live federated credential matches iss and sub
+ISSUER_UNAVAILABLE = "issuer_unavailable"
+REASONS = frozenset(
+    {
+        NO_CREDENTIALS,
+        UNKNOWN_CLIENT,
+        WRONG_SECRET,
+        INACTIVE_CLIENT,
+        BAD_ASSERTION,
+        BAD_SIGNATURE,
+        EXPIRED_ASSERTION,
+        REPLAYED_ASSERTION,
+        UNKNOWN_ISSUER,
+    }
+)
 # Refusals counted per client id in the store (the rest are the caller's own mistakes).
-COUNTED = frozenset({UNKNOWN_CLIENT, WRONG_SECRET, INACTIVE_CLIENT, RATE_LIMITED})
+COUNTED = REASONS - {NO_CREDENTIALS} | {RATE_LIMITED}
 
 _MAX_CREDENTIAL_LEN = 512
 _LOOKUP_ID = re.compile(rf"[\x21-\x7e]{{1,{_MAX_CREDENTIAL_LEN}}}")
@@ -74,6 +99,8 @@ class ClientCredentials:
     client_id: str
     client_secret: str
     method: str
+    # The client_assertion JWT (PRIVATE_KEY_JWT and FEDERATED_JWT).
+    assertion: str | None = None
 
 
 def extract_client_credentials(
@@ -85,6 +112,11 @@ def extract_client_credentials(
     ``none``, empty secret) instead of ``invalid_client``."""
     basic = _parse_basic(authorization)
     body_id, body_secret = form.get("client_id"), form.get("client_secret")
+    assertion_type, assertion = form.get("client_assertion_type"), form.get("client_assertion")
+    if assertion_type is not None or assertion is not None:
+        if basic is not None or body_secret is not None:
+            raise InvalidRequestError("Client credentials given by more than one method")
+        return _assertion_credentials(body_id, assertion_type, assertion)
     if basic is not None:
         # §2.3: one method per request; a body client_id may only repeat the Basic one.
         if body_secret is not None or (body_id is not None and body_id != basic[0]):
@@ -95,6 +127,36 @@ def extract_client_credentials(
     if body_id is None or body_secret is None:
         raise InvalidClientError(detail=NO_CREDENTIALS)
     return ClientCredentials(body_id, body_secret, POST)
+
+
+_MAX_ASSERTION_LEN = 16 * 1024
+
+
+def _assertion_credentials(
+    client_id: str | None, assertion_type: str | None, assertion: str | None
+) -> ClientCredentials:
+    """RFC 7523 §2.2 / RFC 7521 §4.2: the assertion names the client. Its own key's
+    assertion has iss = sub = client_id (``client_id`` optional, and then equal to them);
+    a workload's has the external issuer's iss and sub, and needs ``client_id``. Only the
+    unverified claims are read here: the method verifies them."""
+    if assertion_type != JWT_BEARER or not assertion:
+        raise InvalidClientError(detail=BAD_ASSERTION)
+    if len(assertion) > _MAX_ASSERTION_LEN or not assertion.isascii():
+        raise InvalidClientError(detail=BAD_ASSERTION)
+    try:
+        claims = jwt.decode(assertion, options={"verify_signature": False})
+    except jwt.PyJWTError as exc:
+        raise InvalidClientError(detail=BAD_ASSERTION) from exc
+    iss, sub = claims.get("iss"), claims.get("sub")
+    if not isinstance(iss, str) or not isinstance(sub, str) or not iss or not sub:
+        raise InvalidClientError(detail=BAD_ASSERTION)
+    if iss == sub:
+        if client_id is not None and client_id != sub:
+            raise InvalidClientError(detail=BAD_ASSERTION)
+        return ClientCredentials(sub, "", PRIVATE_KEY_JWT, assertion)
+    if client_id is None:
+        raise InvalidClientError(detail=BAD_ASSERTION)
+    return ClientCredentials(client_id, "", FEDERATED_JWT, assertion)
 
 
 def _parse_basic(authorization: str | None) -> tuple[str, str] | None:
@@ -140,7 +202,7 @@ class Authenticated:
 class ClientAuthMethod(Protocol):
     name: ClassVar[str]
 
-    def verify(
+    async def verify(
         self, credentials: ClientCredentials, client: ClientRecord | None, now: float
     ) -> Authenticated:
         """The authenticated client, or InvalidClientError (detail: a reason label) after
@@ -154,7 +216,7 @@ class _SecretMethod:
     name: ClassVar[str] = POST
     basic: ClassVar[bool] = False
 
-    def verify(
+    async def verify(
         self, credentials: ClientCredentials, client: ClientRecord | None, now: float
     ) -> Authenticated:
         given = credentials.client_secret
@@ -275,7 +337,7 @@ class ClientAuthenticator:
         if method is None:  # a method this endpoint does not offer
             raise InvalidClientError(detail=NO_CREDENTIALS)
         record = await self.clients.find_client(client_id) if is_lookup_id(client_id) else None
-        return method.verify(credentials, record, now)
+        return await method.verify(credentials, record, now)
 
     async def _conclude(
         self, ip: str, client_id: str | None, authenticated: bool, now: float, *, public: bool

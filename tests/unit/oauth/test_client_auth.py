@@ -300,7 +300,8 @@ def test_each_method_authenticates_through_the_pipeline(
 
 
 def test_the_registry_holds_the_two_secret_methods() -> None:
-    assert set(METHODS) == set(AUTH_METHODS) == {BASIC, POST}
+    # The assertion methods join it when the server builds its pipeline (they need ports).
+    assert set(METHODS) == {BASIC, POST} < set(AUTH_METHODS)
     assert all(method.name == name for name, method in METHODS.items())
 
 
@@ -318,7 +319,7 @@ class _EveryoneIsBasic:
 
     name: ClassVar[str] = BASIC
 
-    def verify(
+    async def verify(
         self, credentials: ClientCredentials, client: ClientRecord | None, now: float
     ) -> Authenticated:
         if client is None:
