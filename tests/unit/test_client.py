@@ -16,11 +16,15 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from email.utils import formatdate
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
+import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
 import centrali
 from centrali.client import (
@@ -30,6 +34,8 @@ from centrali.client import (
     CentraliAuth,
     CentraliAuthError,
     CentraliClient,
+    CentraliCredentialError,
+    CentraliError,
     TokenProvider,
 )
 
@@ -763,6 +769,568 @@ def test_async_invalid_client_is_not_retried(backend: Backend) -> None:
     assert len(backend.token_requests) == 1
 
 
+# --- private_key_jwt and federated workload tokens -----------------------------------------
+
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+KEY_ID = "k1-2026"
+WORKLOAD_TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6Y2kifQ.c2ln"
+
+
+@pytest.fixture(scope="module")
+def rsa_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture(scope="module")
+def ec_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+@pytest.fixture(scope="module")
+def ed_key() -> ed25519.Ed25519PrivateKey:
+    return ed25519.Ed25519PrivateKey.generate()
+
+
+def pem(key: Any) -> bytes:
+    data: bytes = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return data
+
+
+def public_pem(key: Any) -> bytes:
+    data: bytes = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return data
+
+
+def key_provider(backend: Backend, key: Any, **kwargs: Any) -> TokenProvider:
+    return TokenProvider(
+        CLIENT_ID, token_url=TOKEN_URL, private_key=key, http_client=backend.http(),
+        sleep=Sleeps(), **kwargs,
+    )  # fmt: skip
+
+
+def file_provider(backend: Backend, path: Path, **kwargs: Any) -> TokenProvider:
+    return TokenProvider(
+        CLIENT_ID, token_url=TOKEN_URL, federated_token_file=path, http_client=backend.http(),
+        sleep=Sleeps(), **kwargs,
+    )  # fmt: skip
+
+
+def assertion_of(request: httpx.Request) -> str:
+    form = form_of(request)
+    assert form["client_assertion_type"] == [ASSERTION_TYPE]
+    (assertion,) = form["client_assertion"]
+    return assertion
+
+
+def verified_claims(request: httpx.Request, key: Any, algorithm: str) -> dict[str, Any]:
+    """The assertion's claims, its signature checked with the public key (and aud, iss)."""
+    claims: dict[str, Any] = jwt.decode(
+        assertion_of(request),
+        key.public_key(),
+        algorithms=[algorithm],
+        audience=TOKEN_URL,
+        issuer=CLIENT_ID,
+        options={"require": ["iss", "sub", "aud", "exp", "iat", "jti"]},
+    )
+    return claims
+
+
+@pytest.mark.parametrize(
+    ("key_name", "options", "algorithm"),
+    [
+        ("rsa_key", {}, "RS256"),
+        ("rsa_key", {"algorithm": "PS256"}, "PS256"),
+        ("ec_key", {}, "ES256"),
+        ("ed_key", {}, "EdDSA"),
+    ],
+    ids=["rsa-RS256", "rsa-PS256", "p256-ES256", "ed25519-EdDSA"],
+)
+@pytest.mark.parametrize("as_pem", [False, True], ids=["key-object", "pem"])
+def test_private_key_jwt_form_carries_a_signed_assertion(
+    backend: Backend,
+    request: pytest.FixtureRequest,
+    key_name: str,
+    options: dict[str, str],
+    algorithm: str,
+    as_pem: bool,
+) -> None:
+    key = request.getfixturevalue(key_name)
+    before = int(time.time())
+    tokens = key_provider(backend, pem(key) if as_pem else key, key_id=KEY_ID, **options)
+    assert tokens.get_token() == "tok-1"
+    (sent,) = backend.token_requests
+    form = form_of(sent)
+    assert set(form) == {
+        "grant_type", "client_id", "client_assertion_type", "client_assertion", "scope",
+    }  # fmt: skip
+    assert form["grant_type"] == ["client_credentials"]
+    assert form["client_id"] == [CLIENT_ID]
+    claims = verified_claims(sent, key, algorithm)
+    assert claims["iss"] == claims["sub"] == CLIENT_ID
+    assert claims["aud"] == TOKEN_URL
+    assert claims["exp"] - claims["iat"] == 300  # the server takes at most 600
+    assert before <= claims["iat"] <= int(time.time())
+    assert len(claims["jti"]) >= 22
+    header = jwt.get_unverified_header(assertion_of(sent))
+    assert header["alg"] == algorithm
+    assert header["kid"] == KEY_ID
+
+
+def test_private_key_as_a_pem_string_and_no_key_id_means_no_kid(
+    backend: Backend, ec_key: ec.EllipticCurvePrivateKey
+) -> None:
+    key_provider(backend, pem(ec_key).decode()).get_token()
+    (sent,) = backend.token_requests
+    assert verified_claims(sent, ec_key, "ES256")["sub"] == CLIENT_ID
+    assert "kid" not in jwt.get_unverified_header(assertion_of(sent))
+
+
+def test_every_token_request_and_every_retry_signs_a_new_assertion(
+    backend: Backend, ec_key: ec.EllipticCurvePrivateKey, clock: Clock, max_jitter: None
+) -> None:
+    backend.token_script = [token_error(503), ok_token("tok-a"), ok_token("tok-b")]
+    tokens = key_provider(backend, ec_key, key_id=KEY_ID)
+    assert tokens.get_token() == "tok-a"  # after one retry
+    assert tokens.get_token() == "tok-a"  # cached: no new assertion
+    clock.advance(25200)
+    assert tokens.get_token() == "tok-b"
+    assertions = [assertion_of(sent) for sent in backend.token_requests]
+    jtis = [verified_claims(sent, ec_key, "ES256")["jti"] for sent in backend.token_requests]
+    assert len(assertions) == 3
+    assert len(set(assertions)) == 3
+    assert len(set(jtis)) == 3  # single-use on the server: a retry must not reuse one
+
+
+def test_client_with_a_private_key_signs_for_the_default_token_url(
+    ed_key: ed25519.Ed25519PrivateKey,
+) -> None:
+    seen: list[httpx.Request] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.path == "/oidc/token":
+            return ok_token()
+        return httpx.Response(200, json={"data": []})
+
+    http = httpx.Client(transport=httpx.MockTransport(handle))
+    with CentraliClient(
+        CLIENT_ID, workspace_slug=WS, base_url=BASE_URL, private_key=ed_key, http_client=http
+    ) as sdk:
+        assert sdk.list_structures() == {"data": []}
+        assert sdk.auth_method == "private_key_jwt"
+    token_request, api_request = seen
+    claims = jwt.decode(
+        assertion_of(token_request),
+        ed_key.public_key(),
+        algorithms=["EdDSA"],
+        audience=f"{BASE_URL}/oidc/token",
+    )
+    assert claims["iss"] == CLIENT_ID
+    assert api_request.headers["authorization"] == "Bearer tok-ok"
+
+
+def test_api_401_with_a_private_key_fetches_with_a_fresh_assertion(
+    backend: Backend, rsa_key: rsa.RSAPrivateKey
+) -> None:
+    backend.api_script = [UNAUTHORIZED, httpx.Response(200, json={"data": [1]})]
+    sdk = CentraliClient(
+        CLIENT_ID, workspace_slug=WS, base_url=BASE_URL, token_url=TOKEN_URL,
+        private_key=rsa_key, key_id=KEY_ID, http_client=backend.http(),
+    )  # fmt: skip
+    assert sdk.make_request("GET", "/structures").json() == {"data": [1]}
+    assert backend.api_auth == ["Bearer tok-1", "Bearer tok-2"]
+    first, second = (verified_claims(r, rsa_key, "RS256") for r in backend.token_requests)
+    assert first["jti"] != second["jti"]
+
+
+def test_federated_form_passes_the_file_token_through_stripped(
+    backend: Backend, tmp_path: Path
+) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(f"\n  {WORKLOAD_TOKEN}\r\n\n")
+    assert file_provider(backend, token_file).get_token() == "tok-1"
+    (sent,) = backend.token_requests
+    assert form_of(sent) == {
+        "grant_type": ["client_credentials"],
+        "client_id": [CLIENT_ID],
+        "client_assertion_type": [ASSERTION_TYPE],
+        "client_assertion": [WORKLOAD_TOKEN],
+        "scope": ["openid"],
+    }
+
+
+def test_federated_token_file_is_reread_for_every_token_request(
+    backend: Backend, tmp_path: Path, clock: Clock
+) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("workload-token-1\n")
+    sdk = CentraliClient(
+        CLIENT_ID, workspace_slug=WS, base_url=BASE_URL, token_url=TOKEN_URL,
+        federated_token_file=str(token_file), http_client=backend.http(),
+    )  # fmt: skip
+    assert sdk.get_access_token() == "tok-1"
+    token_file.write_text("workload-token-2\n")  # the kubelet rotated it
+    assert sdk.get_access_token() == "tok-1"  # cached: the file is not read for nothing
+    clock.advance(25200)
+    assert sdk.get_access_token() == "tok-2"
+    backend.api_script = [UNAUTHORIZED, httpx.Response(200, json={"data": []})]
+    token_file.write_text("workload-token-3")
+    assert sdk.make_request("GET", "/structures").status_code == 200  # 401: one new token
+    sent = [form_of(r)["client_assertion"] for r in backend.token_requests]
+    assert sent == [["workload-token-1"], ["workload-token-2"], ["workload-token-3"]]
+
+
+def test_federated_retry_after_a_5xx_rereads_the_file(
+    backend: Backend, tmp_path: Path, max_jitter: None
+) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("before")
+    backend.token_script = [token_error(503), ok_token()]
+    tokens = TokenProvider(
+        CLIENT_ID, token_url=TOKEN_URL, federated_token_file=token_file,
+        http_client=backend.http(), sleep=lambda seconds: token_file.write_text("after"),
+    )  # fmt: skip
+    assert tokens.get_token() == "tok-ok"
+    sent = [form_of(r)["client_assertion"] for r in backend.token_requests]
+    assert sent == [["before"], ["after"]]
+
+
+@pytest.mark.parametrize(
+    ("setup", "reason"),
+    [
+        (lambda path: None, "does not exist"),
+        (lambda path: path.write_text(""), "is empty"),
+        (lambda path: path.write_text(" \n\t\n"), "is empty"),
+        (lambda path: path.mkdir(), "is a directory"),
+        (lambda path: path.write_bytes(b"\xff\xfe\x00token"), "is not UTF-8 text"),
+    ],
+    ids=["missing", "empty", "whitespace-only", "directory", "not-text"],
+)
+def test_unusable_federated_token_file_raises_the_clients_error_naming_the_path(
+    backend: Backend, tmp_path: Path, setup: Callable[[Path], Any], reason: str
+) -> None:
+    token_file = tmp_path / "projected" / "token"
+    token_file.parent.mkdir()
+    setup(token_file)
+    tokens = file_provider(backend, token_file)  # construction does not read the file
+    with pytest.raises(CentraliCredentialError) as caught:
+        tokens.get_token()
+    assert str(token_file) in str(caught.value)
+    assert reason in str(caught.value)
+    assert caught.value.path == str(token_file)
+    assert isinstance(caught.value, CentraliError)
+    # Raised by the client itself, not an OSError surfacing from inside.
+    assert caught.value.__cause__ is None and caught.value.__context__ is None
+    assert backend.token_requests == []  # nothing sent, nothing retried
+    if not token_file.is_dir():  # once the file is good again, the same provider carries on
+        token_file.write_text(WORKLOAD_TOKEN)
+        assert tokens.get_token() == "tok-1"
+
+
+def test_unreadable_federated_token_file_raises_the_clients_error(
+    backend: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(WORKLOAD_TOKEN)
+
+    def denied(*args: Any, **kwargs: Any) -> Any:
+        raise PermissionError(13, "Permission denied", str(token_file))
+
+    monkeypatch.setattr("centrali.client.open", denied, raising=False)  # root reads any mode
+    with pytest.raises(CentraliCredentialError) as caught:
+        file_provider(backend, token_file).get_token()
+    expected = f"federated token file {str(token_file)!r} cannot be read: permission denied"
+    assert str(caught.value) == expected
+    assert caught.value.__context__ is None
+
+
+def test_unusable_federated_token_file_through_the_client_and_async(
+    backend: Backend, tmp_path: Path
+) -> None:
+    missing = tmp_path / "nope"
+    with CentraliClient(
+        CLIENT_ID, workspace_slug=WS, federated_token_file=missing, http_client=backend.http()
+    ) as sdk:
+        with pytest.raises(CentraliCredentialError, match="nope"):
+            sdk.list_structures()
+
+    async def scenario() -> None:
+        async with backend.async_http() as http:
+            tokens = AsyncTokenProvider(
+                CLIENT_ID, token_url=TOKEN_URL, federated_token_file=missing, http_client=http
+            )
+            await tokens.get_token()
+
+    with pytest.raises(CentraliCredentialError, match="does not exist"):
+        asyncio.run(scenario())
+    assert backend.token_requests == [] and backend.api_requests == []
+
+
+# construction refusals, for each of the five constructors
+
+
+def build(kind: str, **credentials: Any) -> Any:
+    http, async_http = httpx.Client(), httpx.AsyncClient()  # never used: refused first
+    made: dict[str, Callable[[], Any]] = {
+        "CentraliClient": lambda: CentraliClient(
+            CLIENT_ID, workspace_slug=WS, http_client=http, **credentials
+        ),
+        "AsyncCentraliClient": lambda: AsyncCentraliClient(
+            CLIENT_ID, workspace_slug=WS, http_client=async_http, **credentials
+        ),
+        "TokenProvider": lambda: TokenProvider(
+            CLIENT_ID, token_url=TOKEN_URL, http_client=http, **credentials
+        ),
+        "AsyncTokenProvider": lambda: AsyncTokenProvider(
+            CLIENT_ID, token_url=TOKEN_URL, http_client=async_http, **credentials
+        ),
+        "CentraliAuth": lambda: CentraliAuth(CLIENT_ID, token_url=TOKEN_URL, **credentials),
+    }
+    try:
+        return made[kind]()
+    finally:
+        http.close()
+        asyncio.run(async_http.aclose())
+
+
+CONSTRUCTORS = [
+    "CentraliClient", "AsyncCentraliClient", "TokenProvider", "AsyncTokenProvider", "CentraliAuth",
+]  # fmt: skip
+
+
+def encrypted_pem(key: Any) -> bytes:
+    data: bytes = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"passphrase"),
+    )
+    return data
+
+
+ONE_ONLY = "one credential only"
+NOT_A_KEY = b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"
+REFUSALS: list[tuple[str, Callable[[dict[str, Any]], dict[str, Any]], str]] = [
+    ("none", lambda k: {}, "no credential"),
+    (
+        "secret-and-key",
+        lambda k: {"client_secret": CLIENT_SECRET, "private_key": k["ec"]},
+        ONE_ONLY,
+    ),
+    ("secret-and-file", lambda k: {"client_secret": "s", "federated_token_file": "/t"}, ONE_ONLY),
+    ("key-and-file", lambda k: {"private_key": k["ec"], "federated_token_file": "/t"}, ONE_ONLY),
+    ("public-key-object", lambda k: {"private_key": k["ec"].public_key()}, "public key"),
+    ("public-rsa-object", lambda k: {"private_key": k["rsa"].public_key()}, "public key"),
+    ("public-key-pem", lambda k: {"private_key": public_pem(k["rsa"])}, "public key"),
+    ("public-key-pem-str", lambda k: {"private_key": public_pem(k["ed"]).decode()}, "public key"),
+    ("rsa-1024", lambda k: {"private_key": k["rsa1024"]}, "1024 bits is too weak"),
+    ("rsa-1024-pem", lambda k: {"private_key": pem(k["rsa1024"])}, "1024 bits is too weak"),
+    ("p384", lambda k: {"private_key": k["p384"]}, "unsupported elliptic curve secp384r1"),
+    ("ed448", lambda k: {"private_key": k["ed448"]}, "unsupported key type"),
+    ("not-a-key", lambda k: {"private_key": NOT_A_KEY}, "not a PEM-encoded private key"),
+    ("encrypted-pem", lambda k: {"private_key": encrypted_pem(k["ec"])}, "encrypted"),
+    ("wrong-algorithm", lambda k: {"private_key": k["rsa"], "algorithm": "ES256"}, "does not fit"),
+    ("rs256-for-ec", lambda k: {"private_key": k["ec"], "algorithm": "RS256"}, "does not fit"),
+    ("key-id-only", lambda k: {"client_secret": "s", "key_id": "k1"}, "private_key only"),
+    ("empty-secret", lambda k: {"client_secret": ""}, "non-empty"),
+]
+
+
+@pytest.fixture(scope="module")
+def keys(
+    rsa_key: rsa.RSAPrivateKey, ec_key: ec.EllipticCurvePrivateKey, ed_key: Any
+) -> dict[str, Any]:
+    return {
+        "rsa": rsa_key,
+        "ec": ec_key,
+        "ed": ed_key,
+        "rsa1024": rsa.generate_private_key(public_exponent=65537, key_size=1024),
+        "p384": ec.generate_private_key(ec.SECP384R1()),
+        "ed448": ed448.Ed448PrivateKey.generate(),
+    }
+
+
+@pytest.mark.parametrize("kind", CONSTRUCTORS)
+@pytest.mark.parametrize(
+    ("credentials", "message"),
+    [(make, message) for _, make, message in REFUSALS],
+    ids=[name for name, _, _ in REFUSALS],
+)
+def test_unusable_credentials_are_refused_at_construction(
+    keys: dict[str, Any],
+    kind: str,
+    credentials: Callable[[dict[str, Any]], dict[str, Any]],
+    message: str,
+) -> None:
+    given = credentials(keys)
+    with pytest.raises(CentraliCredentialError, match=message) as caught:
+        build(kind, **given)
+    text = str(caught.value)
+    assert isinstance(caught.value, CentraliError)
+    assert "BEGIN" not in text and CLIENT_SECRET not in text
+    assert caught.value.__cause__ is None
+
+
+def test_the_guides_positional_constructor_still_works(backend: Backend) -> None:
+    sdk = CentraliClient(
+        CLIENT_ID, CLIENT_SECRET, WS, BASE_URL, TOKEN_URL, http_client=backend.http()
+    )
+    assert (sdk.workspace_slug, sdk.base_url, sdk.auth_method) == (
+        WS,
+        BASE_URL,
+        "client_secret_post",
+    )
+    assert sdk.get_access_token() == "tok-1"
+    assert form_of(backend.token_requests[0])["client_secret"] == [CLIENT_SECRET]
+
+
+def test_a_missing_workspace_or_token_url_is_a_type_error(ec_key: Any) -> None:
+    with pytest.raises(TypeError, match="workspace_slug"):
+        CentraliClient(CLIENT_ID, private_key=ec_key)
+    with pytest.raises(TypeError, match="token_url"):
+        TokenProvider(CLIENT_ID, private_key=ec_key)
+    with pytest.raises(TypeError, match="token_url"):
+        CentraliAuth(CLIENT_ID, federated_token_file="/t")
+
+
+# the async side
+
+
+def test_async_client_with_a_private_key(backend: Backend, ed_key: Any) -> None:
+    backend.api_script = [UNAUTHORIZED, httpx.Response(200, json={"data": []})]
+
+    async def main() -> Any:
+        async with backend.async_http() as http:
+            async with AsyncCentraliClient(
+                CLIENT_ID, workspace_slug=WS, base_url=BASE_URL, token_url=TOKEN_URL,
+                private_key=pem(ed_key), key_id=KEY_ID, http_client=http,
+            ) as sdk:  # fmt: skip
+                assert sdk.auth_method == "private_key_jwt"
+                return await sdk.list_structures()
+
+    assert asyncio.run(main()) == {"data": []}
+    assert backend.api_auth == ["Bearer tok-1", "Bearer tok-2"]
+    claims = [verified_claims(r, ed_key, "EdDSA") for r in backend.token_requests]
+    assert len({c["jti"] for c in claims}) == 2
+    assert all(c["exp"] - c["iat"] <= 600 for c in claims)
+    assert jwt.get_unverified_header(assertion_of(backend.token_requests[0]))["kid"] == KEY_ID
+
+
+def test_async_client_rereads_the_federated_token_file(
+    backend: Backend, tmp_path: Path, clock: Clock
+) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("w-1")
+
+    async def main() -> None:
+        async with backend.async_http() as http:
+            sdk = AsyncCentraliClient(
+                CLIENT_ID, workspace_slug=WS, base_url=BASE_URL, token_url=TOKEN_URL,
+                federated_token_file=token_file, http_client=http,
+            )  # fmt: skip
+            assert await sdk.get_access_token() == "tok-1"
+            token_file.write_text("w-2\n")
+            clock.advance(25200)
+            assert await sdk.get_access_token() == "tok-2"
+
+    asyncio.run(main())
+    sent = [form_of(r)["client_assertion"] for r in backend.token_requests]
+    assert sent == [["w-1"], ["w-2"]]
+
+
+def test_centrali_auth_with_a_private_key_sync_and_async(backend: Backend, rsa_key: Any) -> None:
+    auth = CentraliAuth(CLIENT_ID, token_url=TOKEN_URL, private_key=pem(rsa_key), algorithm="PS256")
+    auth._provider = TokenProvider(  # the same credential, on the mock transport
+        CLIENT_ID, token_url=TOKEN_URL, http_client=backend.http(), **auth._arguments()
+    )
+    with httpx.Client(transport=backend.transport(), auth=auth) as http:
+        assert http.get(f"{API_PREFIX}/structures").status_code == 200
+
+    async def main() -> int:
+        async with backend.async_http() as token_http:
+            auth._async_provider = AsyncTokenProvider(
+                CLIENT_ID, token_url=TOKEN_URL, http_client=token_http, **auth._arguments()
+            )
+            async with httpx.AsyncClient(transport=backend.async_transport(), auth=auth) as http:
+                return (await http.get(f"{API_PREFIX}/structures")).status_code
+
+    assert asyncio.run(main()) == 200
+    assert backend.api_auth == ["Bearer tok-1", "Bearer tok-2"]
+    for sent in backend.token_requests:
+        assert verified_claims(sent, rsa_key, "PS256")["sub"] == CLIENT_ID
+
+
+def test_centrali_auth_makes_its_providers_from_the_checked_credential(
+    tmp_path: Path, ec_key: Any
+) -> None:
+    token_file = tmp_path / "token"
+    by_file = CentraliAuth(CLIENT_ID, token_url=TOKEN_URL, federated_token_file=token_file)
+    by_key = CentraliAuth(CLIENT_ID, token_url=TOKEN_URL, private_key=ec_key, key_id=KEY_ID)
+    assert by_file.provider.auth_method == by_file.async_provider.auth_method == "federated"
+    assert by_key.provider.auth_method == "private_key_jwt"
+    assert by_key.provider.token_url == TOKEN_URL
+    by_file.provider.close()
+    by_key.provider.close()
+    asyncio.run(by_file.async_provider.aclose())
+
+
+# nothing of a key, an assertion or a workload token is ever shown
+
+
+def test_repr_and_errors_never_show_a_key_an_assertion_or_a_workload_token(
+    backend: Backend, tmp_path: Path, rsa_key: Any, max_jitter: None
+) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(WORKLOAD_TOKEN)
+    key_pem = pem(rsa_key).decode()
+    http, async_http = backend.http(), backend.async_http()
+    by_key: dict[str, Any] = {"private_key": key_pem, "key_id": KEY_ID}
+    by_file: dict[str, Any] = {"federated_token_file": token_file}
+    shown: list[Any] = []
+    for credentials in (by_key, by_file):
+        shown += [
+            CentraliClient(CLIENT_ID, workspace_slug=WS, http_client=http, **credentials),
+            AsyncCentraliClient(
+                CLIENT_ID, workspace_slug=WS, http_client=async_http, **credentials
+            ),
+            TokenProvider(CLIENT_ID, token_url=TOKEN_URL, http_client=http, **credentials),
+            AsyncTokenProvider(
+                CLIENT_ID, token_url=TOKEN_URL, http_client=async_http, **credentials
+            ),
+            CentraliAuth(CLIENT_ID, token_url=TOKEN_URL, **credentials),
+        ]
+    # Refusals and transport failures, after an assertion was made and sent.
+    backend.token_script = [token_error(401, INVALID_CLIENT)]
+    errors: list[BaseException] = []
+    for tokens in (shown[2], shown[7]):
+        with pytest.raises(CentraliAuthError) as caught:
+            tokens.get_token()
+        errors.append(caught.value)
+    backend.token_script = [httpx.ConnectError("connection refused")]
+    for tokens in (shown[2], shown[7]):
+        tokens._sleep = Sleeps()
+        with pytest.raises(CentraliAuthError) as caught:
+            tokens.get_token()
+        errors.append(caught.value)
+    assertions = {form_of(r)["client_assertion"][0] for r in backend.token_requests}
+    assert WORKLOAD_TOKEN in assertions and len(assertions) > 2
+    texts = [repr(obj) for obj in shown] + [str(obj) for obj in shown]
+    texts += [repr(error) for error in errors] + [str(error) for error in errors]
+    texts += [repr(vars(obj).get("_credential")) for obj in shown]
+    assert "auth='private_key_jwt'" in repr(shown[0]) and "auth='federated'" in repr(shown[5])
+    for text in texts:
+        assert "PRIVATE KEY" not in text and key_pem[40:80] not in text, text
+        assert all(assertion not in text for assertion in assertions), text
+        assert WORKLOAD_TOKEN not in text, text
+    http.close()
+    asyncio.run(async_http.aclose())
+
+
 # --- secrets stay out of sight; the package stays light -------------------------------------
 
 
@@ -794,7 +1362,9 @@ def test_import_centrali_loads_only_the_client() -> None:
     report = json.loads(result.stdout)
     roots = {name.split(".")[0] for name in report["modules"]}
     # Issue 3: the client "depends on httpx only; importing it pulls in no server code".
-    assert roots.isdisjoint({"fastapi", "starlette", "sqlalchemy", "alembic", "uvicorn", "jwt"})
+    # PyJWT and cryptography wait until a private key is used.
+    heavy = {"fastapi", "starlette", "sqlalchemy", "alembic", "uvicorn", "jwt", "cryptography"}
+    assert roots.isdisjoint(heavy)
     assert [m for m in report["modules"] if m.startswith("centrali")] == [
         "centrali",
         "centrali.client",
