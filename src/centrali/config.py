@@ -88,6 +88,15 @@ class Settings(BaseSettings):
     login_failures_per_account: int = Field(
         10, ge=0, description="Failed sign-ins per email address per minute"
     )
+    login_failures_global: int = Field(
+        300, ge=0, description="Failed sign-ins per minute, all addresses and accounts together"
+    )
+    password_checks: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="Password checks (argon2id) at once per worker; a few more wait, others 503",
+    )
     user_token_ttl: int = Field(
         900, ge=60, le=86400, description="Lifetime (s) of access tokens issued to signed-in users"
     )

@@ -5,7 +5,8 @@ RFC 9700). SQLite, and PostgreSQL when configured."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,12 +19,13 @@ from sqlalchemy import update
 
 from centrali.config import Settings
 from centrali.services.oidc import register_public_client
+from centrali.services.password_gate import PasswordGate, PasswordGateFull
 from centrali.services.permissions import ADMIN_GROUP
 from centrali.services.users import add_member, create_user, set_password
 from centrali.services.workspaces import create_workspace
 from centrali.store.db import Database
 from centrali.store.tables import AuthorizationCode
-from centrali.web.app import create_app
+from centrali.web.app import CentraliApp, create_app
 from tests.api.oidc_browser import (
     CALLBACK,
     CONSOLE,
@@ -34,6 +36,7 @@ from tests.api.oidc_browser import (
     pkce_pair,
     query_of,
 )
+from tests.api.test_rate_limits import PEER_HEADER, PeerAddress
 from tests.conftest import ISSUER
 from tests.factories import Factory, bearer
 
@@ -426,6 +429,110 @@ def test_login_rate_limit_per_address(limited_client: tuple[TestClient, Database
     r = flow.login(page, EMAIL, PASSWORD)
     assert r.status_code == 429
     assert "retry-after" in r.headers
+
+
+@pytest.fixture
+def peer_client(
+    database_url: str, tmp_path: Path
+) -> Iterator[Callable[..., tuple[TestClient, CentraliApp]]]:
+    """``peer_client(**settings)``: an app whose requests come from the address in the
+    ``X-Test-Peer`` header (one limiter, many addresses), with a user EMAIL of acme-corp."""
+    with ExitStack() as stack:
+
+        def make(**overrides: Any) -> tuple[TestClient, CentraliApp]:
+            settings = Settings(
+                database_url=database_url, data_dir=tmp_path, issuer=ISSUER, **overrides
+            )
+            db = Database(settings.database_url)
+            stack.callback(db.dispose)
+            app = create_app(settings, db=db)
+            client = stack.enter_context(TestClient(PeerAddress(app), base_url=ISSUER))
+            create_workspace(db, slug="acme-corp")
+            create_user(db, email=EMAIL, workspace_slug="acme-corp", password=PASSWORD)
+            return client, app
+
+        yield make
+
+
+def login_from(flow: Flow, page: httpx.Response, ip: str, email: str, password: str) -> int:
+    flow.client.headers[PEER_HEADER] = ip
+    return flow.login(page, email, password).status_code
+
+
+def test_login_limit_per_address_counts_an_ipv6_address_by_its_64(
+    peer_client: Callable[..., tuple[TestClient, CentraliApp]],
+) -> None:
+    client, _app = peer_client(
+        login_failures_per_ip=3, login_failures_per_account=0, login_failures_global=0
+    )
+    flow = Flow(client)
+    page = flow.authorize()
+    rotated = ["2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:ffff:ffff:ffff:ffff"]
+    for i, ip in enumerate(rotated):  # one /64, a new address (and email) each time
+        assert login_from(flow, page, ip, f"u{i}@x.test", "wrong") == 200
+    assert login_from(flow, page, "2001:db8:1:2::abcd", EMAIL, PASSWORD) == 429
+    assert login_from(flow, page, "2001:db8:1:3::1", EMAIL, PASSWORD) == 303  # another /64
+    for _ in range(3):  # IPv4 counts by address
+        assert login_from(flow, page, "198.51.100.1", "v4@x.test", "wrong") == 200
+    assert login_from(flow, page, "198.51.100.1", EMAIL, PASSWORD) == 429
+    flow = Flow(client)  # signed in now: a fresh browser for the form
+    client.cookies.clear()
+    page = flow.authorize()
+    assert login_from(flow, page, "198.51.100.2", EMAIL, PASSWORD) == 303
+
+
+def test_a_global_budget_caps_failed_sign_ins_from_everywhere(
+    peer_client: Callable[..., tuple[TestClient, CentraliApp]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, _app = peer_client(
+        login_failures_per_ip=0, login_failures_per_account=0, login_failures_global=3
+    )
+    flow = Flow(client)
+    page = flow.authorize()
+    for i in range(3):  # a spray: every address and every email new
+        assert login_from(flow, page, f"2001:db8:{i}::1", f"user{i}@x.test", "wrong") == 200
+    checked: list[str] = []
+    monkeypatch.setattr(
+        "centrali.web.routes.authorize.check_password", lambda *a, **k: checked.append("x")
+    )
+    r = flow.login(page, EMAIL, PASSWORD)
+    assert r.status_code == 429 and 1 <= int(r.headers["retry-after"]) <= 20
+    assert checked == []
+
+
+def test_a_right_password_does_not_spend_the_global_budget(
+    peer_client: Callable[..., tuple[TestClient, CentraliApp]],
+) -> None:
+    client, _app = peer_client(login_failures_global=2)
+    for i in range(4):
+        client.cookies.clear()
+        flow = Flow(client)
+        assert login_from(flow, flow.authorize(), f"192.0.2.{i}", EMAIL, PASSWORD) == 303
+
+
+def test_sign_ins_past_the_password_check_bound_get_503_at_once(
+    peer_client: Callable[..., tuple[TestClient, CentraliApp]],
+) -> None:
+    client, app = peer_client(login_failures_per_ip=1, login_failures_per_account=0)
+    flow = Flow(client)
+    page = flow.authorize()
+    gate = app.app.state.password_gate
+    assert isinstance(gate, PasswordGate) and gate.bound == 4 + 16  # the default: 4 at once
+
+    class Full:
+        async def run(self, *args: Any, **kwargs: Any) -> Any:
+            raise PasswordGateFull
+
+    app.app.state.password_gate = Full()
+    try:
+        r = flow.login(page, EMAIL, PASSWORD)
+        assert r.status_code == 503 and r.headers["retry-after"] == "1"
+        assert "busy" in r.text
+        r = flow.login(page, EMAIL, PASSWORD)
+        assert r.status_code == 503  # not 429: a refusal spends no budget
+    finally:
+        app.app.state.password_gate = gate
+    flow.code_of(flow.login(page, EMAIL, PASSWORD))
 
 
 # --- workspaces ---------------------------------------------------------------------------------

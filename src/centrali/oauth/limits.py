@@ -2,7 +2,8 @@
 
 Three budgets, each a bucket that holds ``limit`` tokens and refills ``limit`` per minute:
 
-- failed authentications per source address (``failures_per_ip``);
+- failed authentications per source address (``failures_per_ip``; an IPv6 source counts
+  by its /64, see ``address_key``);
 - failed authentications per source address *and* client_id (``failures_per_client_ip``):
   an attacker hammering one client_id from one address exhausts that budget, while the real
   client, from its own address, keeps its own;
@@ -96,11 +97,16 @@ def wait_for_one(bucket: Bucket, level: float) -> float:
 
 
 def address_key(ip: str) -> str:
-    """The source address as it appears in bucket keys: an unambiguous encoding with no
-    ``:`` in it (an IPv6 address joined to a client id by ``:`` could read as another
-    address and id). ``4-`` + hex of an IPv4 address (an IPv4-mapped IPv6 address counts as
-    its IPv4 address), ``6-`` + hex of an IPv6 address, anything else (no address, a test
-    client's name) ``n-`` + a digest of it."""
+    """The source of a request as it appears in bucket keys.
+
+    An IPv6 address counts by its /64: one host (or one customer of a provider) is usually
+    given a whole /64, and rotating through it must not give a fresh budget per address. An
+    IPv4 address counts by itself (an IPv4-mapped IPv6 address as its IPv4 address).
+
+    The encoding is unambiguous and has no ``:`` in it (an IPv6 address joined to a client
+    id by ``:`` could read as another address and id): ``4-`` + hex of the IPv4 address,
+    ``6-`` + hex of the /64 prefix, anything else (no address, a test client's name) ``n-`` +
+    a digest of it."""
     try:
         address = ipaddress.ip_address(ip)
     except ValueError:
@@ -109,7 +115,7 @@ def address_key(ip: str) -> str:
         address = address.ipv4_mapped
     if isinstance(address, ipaddress.IPv4Address):
         return "4-" + address.packed.hex()
-    return "6-" + address.packed.hex()
+    return "6-" + address.packed[:8].hex()
 
 
 def id_key(value: str) -> str:

@@ -17,6 +17,7 @@ from centrali import __version__
 from centrali.config import Settings
 from centrali.oauth.keys import SIGNING_ALG
 from centrali.services.keys import KeyPolicy, KeyWatcher, ensure_signing_key
+from centrali.services.password_gate import PasswordGate
 from centrali.store.db import Database
 from centrali.store.migrate import upgrade
 from centrali.web.body_limit import BodyLimitMiddleware
@@ -55,6 +56,7 @@ def create_app(settings: Settings, *, db: Database | None = None) -> CentraliApp
         watcher = KeyWatcher(database, settings.signing_alg, policy)
         runtime = Runtime(settings=settings, db=database, keys=watcher.load(time.time()))
         app.state.runtime = runtime
+        app.state.password_gate = PasswordGate(settings.password_checks)
         refresher = asyncio.create_task(watch_keys(runtime, watcher), name="centrali-keys")
         flusher = asyncio.create_task(flush_token_failures(runtime), name="centrali-failures")
         try:
@@ -65,6 +67,7 @@ def create_app(settings: Settings, *, db: Database | None = None) -> CentraliApp
                 with suppress(asyncio.CancelledError):
                     await task
             await runtime.close()
+            app.state.password_gate.close()
             runtime.clients.close()  # the token endpoint's connection of this (the loop's) thread
             if db is None:
                 database.dispose()

@@ -755,6 +755,25 @@ def test_a_request_without_client_id_takes_from_the_address_only(env: Env) -> No
     assert env.refused(limit, env.other_ip, env.client) is None
 
 
+def test_an_ipv6_source_is_limited_by_its_64_and_ipv4_by_its_address(env: Env) -> None:
+    """Rotating through the addresses of one /64 gives no fresh budget."""
+    tag = uuid.uuid4().hex
+    net = f"2001:db8:{tag[:4]}:{tag[4:8]}"  # a /64 no other test run uses
+    next_net = f"2001:db8:{tag[:4]}:{(int(tag[4:8], 16) + 1) % 0x10000:x}"
+    limit = env.limiter(per_ip=2, per_client_ip=2)
+    assert env.attempt(limit, f"{net}::1", f"ci_guess{tag}1", "auth_failed") is None
+    assert (
+        env.attempt(limit, f"{net}:ffff:ffff:ffff:fffe", f"ci_guess{tag}2", "auth_failed") is None
+    )
+    assert env.refused(limit, f"{net}::abcd", env.client) == 30  # the same /64: held back
+    assert env.refused(limit, f"{next_net}::1", env.client) is None  # the next /64 is not
+    v4 = f"10.{int(tag[8:10], 16)}.{int(tag[10:12], 16)}"
+    for _ in range(2):
+        assert env.attempt(limit, f"{v4}.1", env.client, "auth_failed") is None
+    assert env.refused(limit, f"{v4}.1", env.client) == 30
+    assert env.refused(limit, f"{v4}.2", env.client) is None  # the next IPv4 address is not
+
+
 @pytest.mark.parametrize(
     ("capacity", "expected"),
     [(1, 60), (2, 30), (59, 2), (60, 1), (1000, 1)],
@@ -998,7 +1017,9 @@ def test_ipv6_addresses_and_client_ids_do_not_collide_in_keys(
     [
         ("203.0.113.7", "4-cb007107"),
         ("::ffff:203.0.113.7", "4-cb007107"),  # IPv4-mapped: the IPv4 address
-        ("2001:db8::1", "6-20010db8000000000000000000000001"),
+        ("2001:db8::1", "6-20010db800000000"),  # IPv6: its /64
+        ("2001:db8:0:0:ffff:ffff:ffff:ffff", "6-20010db800000000"),
+        ("2001:db8:0:1::1", "6-20010db800000001"),
     ],
 )
 def test_address_keys_are_unambiguous_and_colon_free(ip: str, key: str) -> None:

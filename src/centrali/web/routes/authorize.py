@@ -5,9 +5,11 @@ endpoint, the sign-in form, the workspace chooser, userinfo and RP-initiated log
   signed-in browser (session cookie) goes straight on, others get the sign-in page.
 - ``POST /oidc/login``: the sign-in form. Checked in order: the CSRF token (the form's
   ``csrf_token`` equals the ``centrali_csrf`` cookie, and the signed ``ticket`` holding the
-  authorization request was made for that cookie) → the login limits (per source address and
-  per email, before any password is checked) → the password (argon2id, in a worker thread;
-  a wrong password and an unknown email get the same page after the same work).
+  authorization request was made for that cookie) → the login limits (per source address,
+  IPv6 by /64, per email and all together, before any password is checked) → the password
+  (argon2id, in a password-check thread of a bounded pool, ``services.password_gate``: past
+  its bound 503 at once; a wrong password and an unknown email get the same page after the
+  same work).
 - ``POST /oidc/select-workspace``: the chooser's answer, for a user of several workspaces.
 - ``GET|POST /oidc/userinfo``: the claims of a user access token's holder (RFC 6750 errors).
 - ``GET|POST /oidc/logout``: the discovery's ``end_session_endpoint``.
@@ -58,6 +60,7 @@ from centrali.oauth.token_endpoint import parse_form
 from centrali.oauth.tokens import InvalidTokenError, TokenError, TokenExpiredError
 from centrali.oauth.tokens import verify_access_token as verify_token
 from centrali.services import oidc, passwords
+from centrali.services.password_gate import PasswordGate, PasswordGateFull
 from centrali.services.users import check_password
 from centrali.web import sign_in_pages as pages
 from centrali.web.runtime import Runtime, get_runtime
@@ -287,14 +290,17 @@ async def _answer_with_code(
 
 
 def _login_buckets(settings: Settings, ip: str, email: str) -> list[Bucket]:
-    """Failed sign-ins per source address and per email (its digest: no address is kept in
-    the limiter), refilled per minute like the token endpoint's (``oauth.limits``)."""
+    """Failed sign-ins per source address (an IPv6 address by its /64: ``address_key``),
+    per email (its digest: no address is kept in the limiter) and all of them together,
+    refilled per minute like the token endpoint's (``oauth.limits``)."""
     account = hashlib.sha256(email.strip().lower().encode("utf-8", "replace")).hexdigest()[:32]
     buckets = []
     if settings.login_failures_per_ip:
         buckets.append(Bucket(f"l:ip:{address_key(ip)}", settings.login_failures_per_ip))
     if settings.login_failures_per_account:
         buckets.append(Bucket(f"l:acct:{account}", settings.login_failures_per_account))
+    if settings.login_failures_global:
+        buckets.append(Bucket("l:all", settings.login_failures_global))
     return buckets
 
 
@@ -341,9 +347,23 @@ async def login(request: Request) -> Response:
                 status=429,
                 headers={"Retry-After": str(seconds)},
             )
-    user = await run_in_threadpool(
-        check_password, runtime.db, email=email, password=password[: _MAX_FORM_PASSWORD + 1]
-    )
+    gate: PasswordGate = request.app.state.password_gate
+    try:
+        user = await gate.run(
+            check_password, runtime.db, email=email, password=password[: _MAX_FORM_PASSWORD + 1]
+        )
+    except PasswordGateFull:
+        if buckets:  # no password was checked: nothing spent
+            await limits.give_back(buckets, time.time())
+        return await _login_form(
+            request,
+            runtime,
+            auth,
+            email=email,
+            error="The server is busy. Try again in a moment.",
+            status=503,
+            headers={"Retry-After": "1"},
+        )
     if user is None:
         return await _login_form(
             request, runtime, auth, email=email, error="Incorrect email or password."
