@@ -22,6 +22,7 @@ from centrali.services.validation import (
     SLUG_RE,
     PageRequest,
     check_description,
+    check_json_depth,
     check_name,
     check_slug,
     parse_path_id,
@@ -101,7 +102,10 @@ def _type_ok(ftype: str, value: Any) -> bool:
 
 
 def check_record_data(fields: Sequence[FieldSpec], data: Mapping[str, Any]) -> dict[str, Any]:
-    """The data if it fits the fields; else 400 naming the first offending field."""
+    """The data if it fits the fields; else 400 naming the first offending field. Data nested
+    deeper than MAX_JSON_DEPTH (``data`` itself the first level) is never stored, whichever
+    way it came: every later read of it would fail to serialise."""
+    check_json_depth(data, "data")
     by_name = {f.name: f for f in fields}
     for key in data:
         if key not in by_name:

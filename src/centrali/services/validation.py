@@ -15,6 +15,11 @@ NAME_MAX = 200
 DESCRIPTION_MAX = 2000
 PAGE_LIMIT_DEFAULT = 20
 PAGE_LIMIT_MAX = 100
+# Levels of objects and arrays a free-form JSON value may nest, the value itself being the
+# first. Parsing, validating, storing and serialising JSON all recurse (the standard
+# library's json and pydantic's serialiser give up a few hundred levels down), so a value
+# deeper than this is refused at the door: one that was stored would fail every read of it.
+MAX_JSON_DEPTH = 32
 
 
 def check_slug(slug: str, what: str = "slug") -> str:
@@ -51,6 +56,35 @@ def check_description(description: str | None) -> str | None:
             f"description must be at most {DESCRIPTION_MAX} characters", field="description"
         )
     return description
+
+
+def json_too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether ``value`` nests objects (dicts) and arrays (lists) more than ``limit`` levels
+    deep (``{}`` and ``[]`` are one level, a scalar none). Iterative: any depth is safe to
+    ask about, and the walk stops at the first container past the limit."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
+def too_deep_message(field: str) -> str:
+    return f"{field}: nested too deeply (at most {MAX_JSON_DEPTH} levels of objects and arrays)"
+
+
+def check_json_depth(value: Any, field: str) -> None:
+    """400 naming ``field`` when ``value`` nests deeper than MAX_JSON_DEPTH."""
+    if json_too_deep(value):
+        raise InvalidBodyError(too_deep_message(field), field=field)
 
 
 @dataclass(frozen=True, slots=True)

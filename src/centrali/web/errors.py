@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from centrali.services.errors import ApiError
+from centrali.services.validation import MAX_JSON_DEPTH
 from centrali.web import metrics
 from centrali.web.body_limit import too_large_body, too_slow_body
 
@@ -58,6 +59,11 @@ async def _on_http_exception(request: Request, exc: Exception) -> Response:
         return JSONResponse(too_large_body(request.url.path), status_code=413, headers=NO_STORE)
     if exc.status_code == 408:
         return JSONResponse(too_slow_body(request.url.path), status_code=408, headers=NO_STORE)
+    if exc.status_code == 400 and isinstance(exc.__cause__, RecursionError):
+        # FastAPI's JSON parse of a body nested past the interpreter's recursion limit
+        # (hundreds of levels): the same 400 as a body past MAX_JSON_DEPTH.
+        message = f"JSON body nested too deeply (at most {MAX_JSON_DEPTH} levels)"
+        return JSONResponse({"error": "invalid_request", "message": message}, status_code=400)
     codes = {404: "not_found", 405: "method_not_allowed"}
     error = codes.get(exc.status_code, "http_error")
     message = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, str(exc.detail))

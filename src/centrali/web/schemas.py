@@ -6,27 +6,40 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from centrali.services.validation import json_too_deep, too_deep_message
+
+
+def _text_unstorable(text: str) -> bool:
+    """NUL or an unpaired surrogate: neither PostgreSQL text nor UTF-8 can hold them, so
+    they are refused at the door rather than failing in the store."""
+    if "\x00" in text:
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
 
 def _unstorable(value: Any, where: str) -> str | None:
-    """Where a NUL or an unpaired surrogate hides in ``value``: neither PostgreSQL text nor
-    UTF-8 can hold them, so they are refused at the door rather than failing in the store."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            return where
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return where
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            found = _unstorable(key, where) or _unstorable(item, f"{where}.{key}")
-            if found:
-                return found
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            found = _unstorable(item, f"{where}[{i}]")
-            if found:
-                return found
+    """What is wrong with a field's value, or None: objects and arrays nested deeper than
+    MAX_JSON_DEPTH (refused before anything recurses into them), or where a NUL or an
+    unpaired surrogate hides. Iterative, so no input can exhaust the stack here."""
+    if json_too_deep(value):
+        return too_deep_message(where)
+    stack: list[tuple[Any, str]] = [(value, where)]
+    while stack:
+        item, at = stack.pop()
+        if isinstance(item, str):
+            if _text_unstorable(item):
+                return f"{at}: text must not contain NUL or unpaired surrogates"
+        elif isinstance(item, dict):
+            for key, child in reversed(item.items()):
+                if isinstance(key, str) and _text_unstorable(key):
+                    return f"{at}: text must not contain NUL or unpaired surrogates"
+                stack.append((child, f"{at}.{key}"))
+        elif isinstance(item, list):
+            stack.extend((child, f"{at}[{i}]") for i, child in reversed(list(enumerate(item))))
     return None
 
 
@@ -39,7 +52,7 @@ class _Body(BaseModel):
         for name, field in type(self).model_fields.items():
             found = _unstorable(getattr(self, name), field.alias or name)
             if found:
-                raise ValueError(f"{found}: text must not contain NUL or unpaired surrogates")
+                raise ValueError(found)
         return self
 
 
