@@ -77,6 +77,13 @@ class Settings(BaseSettings):
         "",
         description="Proxies (comma-separated IPs/CIDRs) whose X-Forwarded-For/-Proto are trusted",
     )
+    proxy_check: bool = Field(
+        True,
+        description=(
+            "Refuse to serve an https:// issuer without TLS or forwarded_allow_ips "
+            "(every client would share the proxy's address); false: serve anyway"
+        ),
+    )
     keep_alive_timeout: int = Field(5, ge=1, le=300, description="Idle keep-alive (s)")
     body_timeout: float = Field(
         10.0, gt=0, le=300, description="Seconds a client may take to send a request body"

@@ -19,6 +19,7 @@ from typing import Any
 import httpx2 as httpx
 import pytest
 import redis
+import uvicorn
 from fastapi.testclient import TestClient
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -28,6 +29,7 @@ from centrali.store.db import Database
 from centrali.web import token_asgi
 from centrali.web.app import CentraliApp, create_app
 from centrali.web.runtime import Runtime
+from centrali.web.supervisor import uvicorn_options
 from tests.factories import Factory
 
 ISSUER = "http://testserver"
@@ -493,3 +495,46 @@ def test_a_burst_of_wrong_secrets_gets_no_more_tries_than_the_limit_with_redis(
     )
     codes = burst(server, unique_ip(), account["clientId"], 20)
     assert codes.count(401) <= 3, codes
+
+
+# --- behind a proxy: X-Forwarded-For from the proxies listed, and only from them --------------
+
+
+PROXY = "10.0.0.1"
+
+
+def test_behind_a_proxy_the_limits_key_on_the_forwarded_address_from_it_alone(
+    settings: Settings, db: Database, account: dict[str, Any]
+) -> None:
+    """``serve``'s own uvicorn set-up (supervisor.uvicorn_options) with
+    CENTRALI_FORWARDED_ALLOW_IPS: X-Forwarded-For from the proxy names the client, so one
+    attacker behind it does not shut out the others; from anyone else it is ignored."""
+    config_settings = Settings(
+        database_url=settings.database_url,
+        data_dir=settings.data_dir,
+        issuer="https://auth.example",
+        forwarded_allow_ips=PROXY,
+        token_failures_per_ip=2,
+        token_failures_per_client_ip=0,
+    )
+    options = {**uvicorn_options(config_settings), "factory": False, "log_config": None}
+    config = uvicorn.Config(create_app(config_settings, db=db), **options)
+    config.load()  # what uvicorn serves: the app behind its proxy-headers middleware
+    client_id, secret = account["clientId"], account["clientSecret"]
+
+    def token(peer: str, forwarded: str, secret: str) -> int:
+        form = {"grant_type": "client_credentials", "client_id": client_id}
+        headers = {PEER_HEADER: peer, "X-Forwarded-For": forwarded}
+        r = http.post("/oidc/token", data={**form, "client_secret": secret}, headers=headers)
+        return r.status_code
+
+    with TestClient(PeerAddress(config.loaded_app), base_url=ISSUER) as http:
+        # Through the proxy: each client has its own budget.
+        assert [token(PROXY, "203.0.113.5", "wrong") for _ in range(3)] == [401, 401, 429]
+        assert token(PROXY, "203.0.113.5", secret) == 429
+        assert token(PROXY, "198.51.100.7", secret) == 200  # another client behind the proxy
+        assert token(PROXY, "2001:db8:7::1, 203.0.113.5", secret) == 429  # the proxy's entry
+        # From anyone else the header is a lie: the peer's own address is limited.
+        spoofed = [token("192.0.2.9", f"198.51.100.{i}", "wrong") for i in range(3)]
+        assert spoofed == [401, 401, 429]
+        assert token("192.0.2.9", "198.51.100.99", secret) == 429

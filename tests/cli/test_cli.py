@@ -380,3 +380,62 @@ def test_data_dir_from_environment_holds_the_store(run: Run, tmp_path: Path) -> 
 
 def test_missing_required_option_is_a_usage_error(run: Run) -> None:
     assert_fails(run("user", "create", "dev@acme-corp.test"), "--workspace", code=2)
+
+
+# --- behind a TLS proxy: the client's address, or one budget for everyone ---------------------
+
+
+def test_serve_refuses_an_https_issuer_without_tls_or_forwarded_allow_ips(
+    run: Run, serve_in_process: list[dict[str, Any]]
+) -> None:
+    """TLS ends at a proxy, whose address every request would carry: a hundred bad token
+    requests a minute from anyone would shut every client out."""
+    result = run("serve", "--issuer", "https://auth.example")
+    line = assert_fails(result, "CENTRALI_FORWARDED_ALLOW_IPS", "CENTRALI_PROXY_CHECK", code=2)
+    assert "https://auth.example" in line
+    assert serve_in_process == []  # nothing started
+
+
+@pytest.mark.parametrize(
+    ("env", "forwarded"),
+    [
+        ({"CENTRALI_FORWARDED_ALLOW_IPS": "10.0.0.1"}, "10.0.0.1"),
+        ({"CENTRALI_FORWARDED_ALLOW_IPS": "10.0.0.0/24,10.1.0.1"}, "10.0.0.0/24,10.1.0.1"),
+        ({"CENTRALI_PROXY_CHECK": "false"}, None),  # the explicit opt-out
+    ],
+    ids=["proxy", "proxies", "opt-out"],
+)
+def test_serve_behind_a_tls_proxy_starts_with_its_address_or_the_opt_out(
+    run: Run, serve_in_process: list[dict[str, Any]], env: dict[str, str], forwarded: str | None
+) -> None:
+    ok(run("serve", "--issuer", "https://auth.example", env=env))
+    (options,) = serve_in_process
+    assert options["proxy_headers"] is (forwarded is not None)
+    assert options["forwarded_allow_ips"] == forwarded
+
+
+def test_serve_opt_out_of_the_proxy_check_is_said_at_start(
+    run: Run, serve_in_process: list[dict[str, Any]]
+) -> None:
+    result = run("serve", "--issuer", "https://auth.example", env={"CENTRALI_PROXY_CHECK": "0"})
+    ok(result)
+    warnings = [line for line in result.stderr.splitlines() if "WARNING" in line]
+    assert len(warnings) == 1 and "CENTRALI_FORWARDED_ALLOW_IPS" in warnings[0], result.stderr
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"issuer": "http://auth.example"},  # no proxy with TLS in front
+        {"issuer": ""},  # the default issuer, http://127.0.0.1:<port>
+        {"issuer": "https://auth.example", "ssl_certfile": "cert.pem"},  # TLS here
+        {"issuer": "https://auth.example", "forwarded_allow_ips": "127.0.0.1"},
+    ],
+    ids=["http", "default", "tls", "forwarded"],
+)
+def test_the_proxy_check_passes_everything_else(values: dict[str, Any], tmp_path: Path) -> None:
+    from centrali.cli.serve import proxy_address_refusal
+
+    defaults: dict[str, Any] = {"ssl_certfile": "", "forwarded_allow_ips": ""}  # not the shell's
+    settings = Settings(data_dir=tmp_path, **{**defaults, **values})
+    assert proxy_address_refusal(settings) is None

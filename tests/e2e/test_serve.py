@@ -404,6 +404,7 @@ def shared_store_env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str
     env = base_env(
         CENTRALI_DATA_DIR=str(tmp_path / "shared"),
         CENTRALI_ISSUER="https://auth.centrali.localhost",
+        CENTRALI_FORWARDED_ALLOW_IPS="127.0.0.1",  # the balancer, on this host
     )
     if request.param == "postgres":
         env["CENTRALI_DATABASE_URL"] = request.getfixturevalue("pg_database_url")

@@ -65,6 +65,8 @@ def fault_env(data_dir: Path, database_url: str | None = None, **extra: str) -> 
     settings = {
         "CENTRALI_DATA_DIR": str(data_dir),
         "CENTRALI_ISSUER": ISSUER,
+        # TLS would end at a proxy on this host (serve refuses an https:// issuer without).
+        "CENTRALI_FORWARDED_ALLOW_IPS": "127.0.0.1",
         "CENTRALI_TOKEN_FAILURES_PER_IP": "0",
         "CENTRALI_TOKEN_FAILURES_PER_CLIENT_IP": "0",
         "CENTRALI_LOG_LEVEL": "warning",

@@ -32,6 +32,9 @@ def serve(settings: Settings) -> None:
             raise SettingError(f"invalid setting {name}: no such file: {path}")
     if settings.ssl_keyfile and not settings.ssl_certfile:
         raise SettingError("invalid setting ssl_keyfile: needs ssl_certfile too")
+    refusal = proxy_address_refusal(settings)
+    if refusal:
+        raise SettingError(refusal)
     db = open_store(settings)
     publish_issuer(db, settings)
     db.dispose()
@@ -45,7 +48,12 @@ def serve(settings: Settings) -> None:
         f"(issuer {settings.issuer}, {settings.workers} worker(s))",
         err=True,
     )
-    for warning in (plain_http_warning(settings), short_token_ttl_warning(settings)):
+    warnings = (
+        plain_http_warning(settings),
+        short_token_ttl_warning(settings),
+        proxy_check_off_warning(settings),
+    )
+    for warning in warnings:
         if warning:
             click.echo(f"centrali: WARNING: {warning}", err=True)
     if settings.workers > 1:
@@ -73,6 +81,39 @@ def plain_http_warning(settings: Settings) -> str | None:
         f"serving plain HTTP on {settings.host} with issuer {settings.issuer}: client secrets "
         "and tokens cross the network unencrypted. Use --ssl-certfile/--ssl-keyfile, or a "
         "TLS proxy and an https:// CENTRALI_ISSUER."
+    )
+
+
+def _behind_proxy_without_its_address(settings: Settings) -> bool:
+    """An https:// issuer served without TLS: TLS ends at a proxy, and every request comes
+    from the proxy's address unless its X-Forwarded-For is trusted."""
+    return (
+        settings.issuer.startswith("https://")
+        and not settings.ssl_certfile
+        and not settings.forwarded_allow_ips.strip()
+    )
+
+
+def proxy_address_refusal(settings: Settings) -> str | None:
+    """Behind a TLS proxy with no CENTRALI_FORWARDED_ALLOW_IPS every client has the proxy's
+    address: one budget of the abuse limits for all of them, so a hundred bad requests a
+    minute from anyone shut every client out. Refuse to start so, unless told to."""
+    if not settings.proxy_check or not _behind_proxy_without_its_address(settings):
+        return None
+    return (
+        f"CENTRALI_FORWARDED_ALLOW_IPS is not set: with the https:// issuer {settings.issuer} "
+        "and no --ssl-certfile, TLS ends at a proxy and every client would share its address "
+        "(and its abuse limits); set CENTRALI_FORWARDED_ALLOW_IPS to the proxy's address, "
+        "or CENTRALI_PROXY_CHECK=false to serve anyway"
+    )
+
+
+def proxy_check_off_warning(settings: Settings) -> str | None:
+    if settings.proxy_check or not _behind_proxy_without_its_address(settings):
+        return None
+    return (
+        "CENTRALI_PROXY_CHECK=false and no CENTRALI_FORWARDED_ALLOW_IPS: behind a proxy every "
+        "client shares the proxy's address and its abuse limits."
     )
 
 
