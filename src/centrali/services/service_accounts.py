@@ -1,5 +1,6 @@
-"""Service accounts: create, read, change, rotate, revoke, activate, delete; their secrets
-(several per account, each with its own expiry and last use); each change audited.
+"""Service accounts: create, read, change, rotate, revoke, activate, delete; their
+credentials (secrets, public keys for ``private_key_jwt``, federated credentials; several
+per account, each with its own expiry and last use); each change audited.
 
 Every change is one transaction holding both the change and its audit row. A deleted
 account keeps its row (status ``deleted``, secrets wiped) so its clientId is never reused
@@ -9,6 +10,11 @@ Secrets: at most ``MAX_LIVE_SECRETS`` live (neither expired nor deleted) per acc
 their hashes stored. ``rotate`` adds one and, with no grace period, deletes every other; with
 a grace period the others keep working until then (their expiry is lowered to it), so the
 replicas of a client can switch over with no failed request.
+
+Keys (at most ``MAX_LIVE_KEYS`` live) and federated credentials (``MAX_LIVE_FEDERATED``)
+are added and deleted beside them; rotate touches secrets only. The account's last live
+credential of any kind may not be deleted, so an account keeps one way in until it is
+deleted; it may well end up with a key and no secret.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session
 
@@ -28,6 +35,7 @@ from centrali.oauth.credentials import (
     secret_hint,
 )
 from centrali.oauth.discovery import SUPPORTED_SCOPES
+from centrali.oauth.jwk import JwkError, parse_client_jwk
 from centrali.services import audit
 from centrali.services.context import Actor, isoformat
 from centrali.services.errors import ConflictError, InvalidBodyError, NotFoundError
@@ -41,13 +49,22 @@ from centrali.services.validation import (
 from centrali.services.workspaces import require_workspace
 from centrali.store import repositories as repo
 from centrali.store.db import Database
-from centrali.store.tables import Group, ServiceAccount, ServiceAccountSecret
+from centrali.store.tables import (
+    Group,
+    ServiceAccount,
+    ServiceAccountFederatedCredential,
+    ServiceAccountKey,
+    ServiceAccountSecret,
+)
 
 SUPPORTED_GRANT_TYPES = ("client_credentials",)
 DEFAULT_GRANT_TYPES = ("client_credentials",)
 DEFAULT_SCOPE = "openid"
 MAX_GROUPS = 50
 MAX_LIVE_SECRETS = 5
+MAX_LIVE_KEYS = 5
+MAX_LIVE_FEDERATED = 20
+MAX_FEDERATED_FIELD = 512
 MAX_GRACE_SECONDS = 7 * 86400
 MAX_EXPIRING_DAYS = 3650
 
@@ -310,7 +327,7 @@ def create(
         session.add(account)
         session.flush()
         row, secret = _new_secret(session, account, actor, expires_at)
-        repo.sync_account_secrets(session, account_id=account.id, now=actor.at)
+        repo.sync_account_credentials(session, account_id=account.id, now=actor.at)
         repo.set_account_groups(session, account_id=account.id, groups=chosen)
         repo.count_live_accounts(session, workspace_id=workspace.id, delta=1)
         audit.record(
@@ -341,7 +358,7 @@ def list_accounts(
 ) -> tuple[list[ServiceAccountView], int]:
     """A page by number, or (``after``: the last id of the previous page) by keyset, which
     costs the same at any depth; ``expiring_within_days``: only the accounts with a live
-    secret expiring that soon."""
+    credential (of any kind) expiring that soon."""
     now = now or datetime.now(UTC)
     expiring = None
     if expiring_within_days is not None:
@@ -503,7 +520,7 @@ def rotate(
                 if row.expires_at is None or row.expires_at > until:
                     row.expires_at = until
         row, secret = _new_secret(session, account, actor, new_expiry)
-        repo.sync_account_secrets(session, account_id=account.id, now=actor.at)
+        repo.sync_account_credentials(session, account_id=account.id, now=actor.at)
         holder.append((secret, row.id))
         if revoke_tokens:
             account.tokens_cutoff_ms = _cutoff(actor)
@@ -568,7 +585,11 @@ def delete(db: Database, *, workspace_slug: str, account_id: int, actor: Actor) 
         account.tokens_cutoff_ms = _cutoff(actor)
         secrets = repo.list_account_secrets(session, account_id=account.id)
         repo.delete_account_secrets(session, account_id=account.id, ids=[r.id for r in secrets])
-        repo.sync_account_secrets(session, account_id=account.id, now=actor.at, live=False)
+        keys = repo.list_account_keys(session, account_id=account.id)
+        repo.delete_account_keys(session, account_id=account.id, ids=[r.id for r in keys])
+        federated = repo.list_account_federated(session, account_id=account.id)
+        repo.delete_account_federated(session, account_id=account.id, ids=[r.id for r in federated])
+        repo.sync_account_credentials(session, account_id=account.id, now=actor.at, live=False)
 
     _change(
         db,
@@ -591,6 +612,20 @@ def list_secrets(db: Database, *, workspace_slug: str, account_id: int) -> list[
         return [_secret_view(r) for r in repo.list_account_secrets(session, account_id=account.id)]
 
 
+def _refuse_last_live_credential(
+    session: Session, account: ServiceAccount, expires_at: datetime | None, now: datetime
+) -> None:
+    """409 when a credential expiring at ``expires_at`` is live and the account's only live
+    credential of any kind (secret, key, federated); an expired one may always go."""
+    if expires_at is not None and expires_at <= now:
+        return
+    if repo.count_live_credentials(session, account_id=account.id, now=now) <= 1:
+        raise ConflictError(
+            "This is the account's last live credential; add another one first, or "
+            "delete the account"
+        )
+
+
 def _secret_change(
     db: Database,
     *,
@@ -600,13 +635,14 @@ def _secret_change(
     action: str,
     apply: Any,
 ) -> Any:
-    """Like _change, for a change to the account's secrets: the account row locked, the
-    token endpoint's copy rewritten, the audit row, one transaction."""
+    """Like _change, for a change to the account's credentials (secrets, keys, federated
+    credentials): the account row locked, the token endpoint's copies rewritten, the audit
+    row, one transaction."""
     with db.write() as session:
         workspace = require_workspace(session, workspace_slug)
         account = _require_account(session, workspace.id, account_id, for_update=True)
         result, details = apply(session, account)
-        repo.sync_account_secrets(session, account_id=account.id, now=actor.at)
+        repo.sync_account_credentials(session, account_id=account.id, now=actor.at)
         account.updated_at = actor.at
         audit.record(
             session,
@@ -631,8 +667,8 @@ def add_secret(
     expiry = parse_expiry(expires_at, "expiresAt", actor.at)
 
     def apply(session: Session, account: ServiceAccount) -> tuple[SecretView, dict[str, Any]]:
-        live = repo.sync_account_secrets(session, account_id=account.id, now=actor.at)
-        if len(live) >= MAX_LIVE_SECRETS:
+        live = repo.sync_account_credentials(session, account_id=account.id, now=actor.at)
+        if len(live.secrets) >= MAX_LIVE_SECRETS:
             raise ConflictError(
                 f"The account already holds {MAX_LIVE_SECRETS} live secrets; delete one first"
             )
@@ -666,12 +702,7 @@ def delete_secret(
         target = next((r for r in rows if r.id == secret_id), None)
         if target is None:
             raise NotFoundError("Secret not found")
-        live = [r for r in rows if r.expires_at is None or r.expires_at > actor.at]
-        if target in live and len(live) == 1:
-            raise ConflictError(
-                "This is the account's last live credential; add another one first, or "
-                "delete the account"
-            )
+        _refuse_last_live_credential(session, account, target.expires_at, actor.at)
         repo.delete_account_secrets(session, account_id=account.id, ids=[secret_id])
         return None, {"secretId": secret_id}
 
@@ -681,6 +712,316 @@ def delete_secret(
         account_id=account_id,
         actor=actor,
         action="service_account.secret_deleted",
+        apply=apply,
+    )
+
+
+# --- keys (private_key_jwt) ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class KeyView:
+    """One of an account's public keys as the API shows it (never the JWK itself)."""
+
+    kid: str
+    kty: str
+    alg: str
+    created_at: str
+    created_by: str
+    expires_at: str | None
+    last_used_at: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kid": self.kid,
+            "kty": self.kty,
+            "alg": self.alg,
+            "createdAt": self.created_at,
+            "createdBy": self.created_by,
+            "expiresAt": self.expires_at,
+            "lastUsedAt": self.last_used_at,
+        }
+
+
+def _key_view(row: ServiceAccountKey) -> KeyView:
+    return KeyView(
+        kid=row.kid,
+        kty=row.kty,
+        alg=row.alg,
+        created_at=isoformat(row.created_at),
+        created_by=row.created_by,
+        expires_at=_iso(row.expires_at),
+        last_used_at=_iso(row.last_used_at),
+    )
+
+
+def list_keys(db: Database, *, workspace_slug: str, account_id: int) -> list[KeyView]:
+    """The account's keys, expired ones too, newest first."""
+    with db.read() as session:
+        workspace = require_workspace(session, workspace_slug)
+        account = _require_account(session, workspace.id, account_id)
+        return [_key_view(r) for r in repo.list_account_keys(session, account_id=account.id)]
+
+
+def add_key(
+    db: Database,
+    *,
+    workspace_slug: str,
+    account_id: int,
+    actor: Actor,
+    jwk: Any,
+    expires_at: str | None = None,
+) -> KeyView:
+    """Register a public JWK (oauth.jwk's rules; 400 saying why one is refused); 409 for a
+    kid already on the account or at MAX_LIVE_KEYS live keys."""
+    try:
+        parsed = parse_client_jwk(jwk)
+    except JwkError as exc:
+        raise InvalidBodyError(str(exc), field="jwk") from None
+    expiry = parse_expiry(expires_at, "expiresAt", actor.at)
+
+    def apply(session: Session, account: ServiceAccount) -> tuple[KeyView, dict[str, Any]]:
+        rows = repo.list_account_keys(session, account_id=account.id)
+        if any(r.kid == parsed.kid for r in rows):
+            raise ConflictError("The account already holds a key with this kid")
+        live = [r for r in rows if r.expires_at is None or r.expires_at > actor.at]
+        if len(live) >= MAX_LIVE_KEYS:
+            raise ConflictError(
+                f"The account already holds {MAX_LIVE_KEYS} live keys; delete one first"
+            )
+        row = ServiceAccountKey(
+            service_account_id=account.id,
+            kid=parsed.kid,
+            kty=parsed.kty,
+            alg=parsed.alg,
+            jwk=dict(parsed.jwk),
+            created_at=actor.at,
+            created_by=actor.subject,
+            expires_at=expiry,
+        )
+        session.add(row)
+        session.flush()
+        return _key_view(row), {"kid": row.kid, "alg": row.alg}
+
+    result: KeyView = _secret_change(
+        db,
+        workspace_slug=workspace_slug,
+        account_id=account_id,
+        actor=actor,
+        action="service_account.key_added",
+        apply=apply,
+    )
+    return result
+
+
+def delete_key(
+    db: Database, *, workspace_slug: str, account_id: int, kid: str, actor: Actor
+) -> None:
+    """Delete one key by kid; it fails from the commit on. Not the account's last live
+    credential of any kind (409); an expired key always may go."""
+
+    def apply(session: Session, account: ServiceAccount) -> tuple[None, dict[str, Any]]:
+        rows = repo.list_account_keys(session, account_id=account.id)
+        target = next((r for r in rows if r.kid == kid), None)
+        if target is None:
+            raise NotFoundError("Key not found")
+        _refuse_last_live_credential(session, account, target.expires_at, actor.at)
+        repo.delete_account_keys(session, account_id=account.id, ids=[target.id])
+        return None, {"kid": target.kid, "alg": target.alg}
+
+    _secret_change(
+        db,
+        workspace_slug=workspace_slug,
+        account_id=account_id,
+        actor=actor,
+        action="service_account.key_deleted",
+        apply=apply,
+    )
+
+
+# --- federated credentials -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FederatedView:
+    """One of an account's federated credentials as the API shows it."""
+
+    id: int
+    name: str
+    issuer: str
+    subject: str
+    audience: str
+    created_at: str
+    created_by: str
+    expires_at: str | None
+    last_used_at: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "issuer": self.issuer,
+            "subject": self.subject,
+            "audience": self.audience,
+            "createdAt": self.created_at,
+            "createdBy": self.created_by,
+            "expiresAt": self.expires_at,
+            "lastUsedAt": self.last_used_at,
+        }
+
+
+def _federated_view(row: ServiceAccountFederatedCredential) -> FederatedView:
+    return FederatedView(
+        id=row.id,
+        name=row.name,
+        issuer=row.issuer,
+        subject=row.subject,
+        audience=row.audience,
+        created_at=isoformat(row.created_at),
+        created_by=row.created_by,
+        expires_at=_iso(row.expires_at),
+        last_used_at=_iso(row.last_used_at),
+    )
+
+
+def check_issuer_url(issuer: str, *, allow_http: bool = False) -> str:
+    """An issuer as OpenID Connect Discovery §4 wants it: an absolute https URL with a host
+    and no query or fragment (http too when ``allow_http``: development and tests)."""
+    schemes = ("https", "http") if allow_http else ("https",)
+    wanted = "an https:// URL" if not allow_http else "an https:// or http:// URL"
+    message = f"issuer must be {wanted} with a host and no query or fragment"
+    if not issuer or len(issuer) > MAX_FEDERATED_FIELD or not issuer.isprintable():
+        raise InvalidBodyError(
+            f"issuer must be 1 to {MAX_FEDERATED_FIELD} printable characters", field="issuer"
+        )
+    try:
+        parts = urlsplit(issuer)
+        parts.port  # noqa: B018 (raises ValueError for a malformed port)
+    except ValueError:
+        raise InvalidBodyError(message, field="issuer") from None
+    if (
+        parts.scheme not in schemes
+        or not parts.hostname
+        or parts.username is not None
+        or parts.query
+        or parts.fragment
+        or "?" in issuer
+        or "#" in issuer
+        or any(c.isspace() for c in issuer)
+    ):
+        raise InvalidBodyError(message, field="issuer")
+    return issuer
+
+
+def _check_claim(value: str, field: str) -> str:
+    """A subject or audience, compared exactly with a token's claim: 1 to 512 characters."""
+    if not value or len(value) > MAX_FEDERATED_FIELD or not value.isprintable():
+        raise InvalidBodyError(
+            f"{field} must be 1 to {MAX_FEDERATED_FIELD} printable characters", field=field
+        )
+    return value
+
+
+def list_federated(db: Database, *, workspace_slug: str, account_id: int) -> list[FederatedView]:
+    """The account's federated credentials, expired ones too, newest first."""
+    with db.read() as session:
+        workspace = require_workspace(session, workspace_slug)
+        account = _require_account(session, workspace.id, account_id)
+        rows = repo.list_account_federated(session, account_id=account.id)
+        return [_federated_view(r) for r in rows]
+
+
+def add_federated(
+    db: Database,
+    *,
+    workspace_slug: str,
+    account_id: int,
+    actor: Actor,
+    name: str,
+    issuer: str,
+    subject: str,
+    default_audience: str,
+    audience: str | None = None,
+    expires_at: str | None = None,
+    allow_http: bool = False,
+) -> FederatedView:
+    """Trust tokens of ``issuer`` about ``subject`` for ``audience`` (default: ours) as the
+    account; 409 at MAX_LIVE_FEDERATED live ones or for the same triple already on the
+    account. The issuer is not contacted."""
+    name = check_name(name)
+    issuer = check_issuer_url(issuer, allow_http=allow_http)
+    subject = _check_claim(subject, "subject")
+    audience = _check_claim(default_audience if audience is None else audience, "audience")
+    expiry = parse_expiry(expires_at, "expiresAt", actor.at)
+
+    def apply(session: Session, account: ServiceAccount) -> tuple[FederatedView, dict[str, Any]]:
+        rows = repo.list_account_federated(session, account_id=account.id)
+        if any((r.issuer, r.subject, r.audience) == (issuer, subject, audience) for r in rows):
+            raise ConflictError(
+                "The account already holds a federated credential with this issuer, subject "
+                "and audience"
+            )
+        live = [r for r in rows if r.expires_at is None or r.expires_at > actor.at]
+        if len(live) >= MAX_LIVE_FEDERATED:
+            raise ConflictError(
+                f"The account already holds {MAX_LIVE_FEDERATED} live federated credentials; "
+                "delete one first"
+            )
+        row = ServiceAccountFederatedCredential(
+            service_account_id=account.id,
+            name=name,
+            issuer=issuer,
+            subject=subject,
+            audience=audience,
+            created_at=actor.at,
+            created_by=actor.subject,
+            expires_at=expiry,
+        )
+        session.add(row)
+        session.flush()
+        return _federated_view(row), _federated_details(row)
+
+    result: FederatedView = _secret_change(
+        db,
+        workspace_slug=workspace_slug,
+        account_id=account_id,
+        actor=actor,
+        action="service_account.federated_credential_added",
+        apply=apply,
+    )
+    return result
+
+
+def _federated_details(row: ServiceAccountFederatedCredential) -> dict[str, Any]:
+    return {"federatedCredentialId": row.id, "issuer": row.issuer, "subject": row.subject}
+
+
+def parse_federated_id(raw: str) -> int:
+    return parse_path_id(raw, "Federated credential not found")
+
+
+def delete_federated(
+    db: Database, *, workspace_slug: str, account_id: int, credential_id: int, actor: Actor
+) -> None:
+    """Delete one federated credential; it fails from the commit on. Not the account's last
+    live credential of any kind (409); an expired one always may go."""
+
+    def apply(session: Session, account: ServiceAccount) -> tuple[None, dict[str, Any]]:
+        rows = repo.list_account_federated(session, account_id=account.id)
+        target = next((r for r in rows if r.id == credential_id), None)
+        if target is None:
+            raise NotFoundError("Federated credential not found")
+        _refuse_last_live_credential(session, account, target.expires_at, actor.at)
+        details = _federated_details(target)
+        repo.delete_account_federated(session, account_id=account.id, ids=[target.id])
+        return None, details
+
+    _secret_change(
+        db,
+        workspace_slug=workspace_slug,
+        account_id=account_id,
+        actor=actor,
+        action="service_account.federated_credential_deleted",
         apply=apply,
     )
 

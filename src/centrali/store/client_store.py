@@ -22,7 +22,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError
 
 from centrali.oauth.credentials import PADDING, SECRET_SLOTS
-from centrali.oauth.ports import ClientRecord, StoredSecret
+from centrali.oauth.ports import ClientKey, ClientRecord, FederatedCredential, StoredSecret
 from centrali.store.tables import ServiceAccount, Workspace
 
 _sa = ServiceAccount.__table__
@@ -36,7 +36,8 @@ def _client_lookup(dialect_name: str) -> Select[Any]:
     on SQLite) LEFT JOINed to the accounts, so the statement is the same for any number of
     ids, and every id answers one row: a miss is a row of NULLs, down the same path as a hit
     (see find_clients: every failure costs the same work). Group names come from the
-    account row (see repositories.set_account_groups)."""
+    account row (see repositories.set_account_groups), and so do its keys and federated
+    credentials (repositories.sync_account_credentials)."""
     if dialect_name == "postgresql":
         ids = (
             func.unnest(bindparam("ids", type_=ARRAY(String)))
@@ -59,6 +60,8 @@ def _client_lookup(dialect_name: str) -> Select[Any]:
             _sa.c.tokens_cutoff_ms,
             _ws.c.slug,
             cast(_sa.c.group_names, Text),
+            cast(_sa.c.public_keys, Text),
+            cast(_sa.c.federated, Text),
         )
         .select_from(ids)
         .outerjoin(_sa, _sa.c.client_id == cid)
@@ -66,9 +69,8 @@ def _client_lookup(dialect_name: str) -> Select[Any]:
     )
 
 
-# What a miss decodes instead of a row, shaped like a real one.
 # What a miss decodes instead of a row, shaped like a real one, its secrets padded like a
-# real row's (repositories.sync_account_secrets).
+# real row's (repositories.sync_account_credentials).
 _ABSENT = (
     json.dumps([[PADDING.id, PADDING.hash, PADDING.expires_at_ms]] * SECRET_SLOTS),
     "absent",
@@ -77,6 +79,8 @@ _ABSENT = (
     0,
     "",
     '["api-users"]',
+    "[]",
+    "[]",
 )
 
 
@@ -146,10 +150,12 @@ class SqlClientStore:
 
 def _record(client_id: str, row: Sequence[Any] | None) -> ClientRecord | None:
     """A hit's record, or None after decoding a stand-in record the same way (a miss)."""
-    secrets, status, grant_types, scope, cutoff_ms, slug, groups = row or _ABSENT
+    secrets, status, grant_types, scope, cutoff_ms, slug, groups, keys, federated = row or _ABSENT
     secrets = json.loads(secrets) if secrets else ()
     grant_types = json.loads(grant_types) if grant_types else ()
     groups = json.loads(groups) if groups else ()
+    keys = json.loads(keys) if keys else ()
+    federated = json.loads(federated) if federated else ()
     record = ClientRecord(
         client_id=client_id,
         secrets=tuple(StoredSecret(int(i), h, e) for i, h, e in secrets or ()),
@@ -159,5 +165,9 @@ def _record(client_id: str, row: Sequence[Any] | None) -> ClientRecord | None:
         scopes=tuple(scope.split()),
         groups=tuple(groups or ()),
         tokens_cutoff_ms=int(cutoff_ms or 0),
+        keys=tuple(ClientKey(int(i), kid, alg, jwk, e) for i, kid, alg, jwk, e in keys or ()),
+        federated=tuple(
+            FederatedCredential(int(i), iss, sub, aud, e) for i, iss, sub, aud, e in federated or ()
+        ),
     )
     return record if row is not None else None

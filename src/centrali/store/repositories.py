@@ -20,6 +20,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    union_all,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -39,7 +40,9 @@ from centrali.store.tables import (
     RevokedToken,
     ServerSetting,
     ServiceAccount,
+    ServiceAccountFederatedCredential,
     ServiceAccountGroup,
+    ServiceAccountKey,
     ServiceAccountSecret,
     SigningKeyRow,
     Structure,
@@ -159,19 +162,34 @@ def get_service_account(
     return session.scalars(stmt).one_or_none()
 
 
+# The three credential tables (secrets, keys, federated credentials): each has
+# service_account_id, expires_at and last_used_at.
+_CREDENTIAL_TABLES: tuple[Any, ...] = (
+    ServiceAccountSecret,
+    ServiceAccountKey,
+    ServiceAccountFederatedCredential,
+)
+
+
 def _expiring(now: datetime, before: datetime) -> ColumnElement[bool]:
-    """The account holds a live secret that expires by ``before``."""
-    return exists().where(
-        ServiceAccountSecret.service_account_id == ServiceAccount.id,
-        ServiceAccountSecret.expires_at > now,
-        ServiceAccountSecret.expires_at <= before,
+    """The account holds a live credential (of any kind) that expires by ``before``."""
+    return or_(
+        *(
+            exists().where(
+                table.service_account_id == ServiceAccount.id,
+                table.expires_at > now,
+                table.expires_at <= before,
+            )
+            for table in _CREDENTIAL_TABLES
+        )
     )
 
 
 def count_expiring_accounts(
     session: Session, *, workspace_id: int, now: datetime, before: datetime
 ) -> int:
-    """How many live accounts of the workspace hold a live secret expiring by ``before``."""
+    """How many live accounts of the workspace hold a live credential expiring by
+    ``before``."""
     stmt = select(func.count(ServiceAccount.id)).where(
         ServiceAccount.workspace_id == workspace_id,
         ServiceAccount.status != "deleted",
@@ -192,7 +210,7 @@ def list_service_accounts(
     """One page of live accounts by id. The page's ids come from the partial index
     ``ix_service_accounts_live`` alone (a deferred join), so a deep page skips index entries,
     not table rows; with ``after`` (keyset paging) it skips nothing at all. ``expiring``
-    (now, before): only the accounts with a live secret expiring by ``before``."""
+    (now, before): only the accounts with a live credential expiring by ``before``."""
     page_ids = (
         select(ServiceAccount.id)
         .where(ServiceAccount.workspace_id == workspace_id, ServiceAccount.status != "deleted")
@@ -279,47 +297,130 @@ def delete_account_secrets(session: Session, *, account_id: int, ids: Iterable[i
         )
 
 
-def sync_account_secrets(
+def list_account_keys(session: Session, *, account_id: int) -> Sequence[ServiceAccountKey]:
+    """The account's keys (expired ones too), newest first."""
+    stmt = (
+        select(ServiceAccountKey)
+        .where(ServiceAccountKey.service_account_id == account_id)
+        .order_by(ServiceAccountKey.id.desc())
+    )
+    return session.scalars(stmt).all()
+
+
+def delete_account_keys(session: Session, *, account_id: int, ids: Iterable[int]) -> None:
+    ids = list(ids)
+    if ids:
+        session.execute(
+            delete(ServiceAccountKey).where(
+                ServiceAccountKey.service_account_id == account_id,
+                ServiceAccountKey.id.in_(ids),
+            )
+        )
+
+
+def list_account_federated(
+    session: Session, *, account_id: int
+) -> Sequence[ServiceAccountFederatedCredential]:
+    """The account's federated credentials (expired ones too), newest first."""
+    stmt = (
+        select(ServiceAccountFederatedCredential)
+        .where(ServiceAccountFederatedCredential.service_account_id == account_id)
+        .order_by(ServiceAccountFederatedCredential.id.desc())
+    )
+    return session.scalars(stmt).all()
+
+
+def delete_account_federated(session: Session, *, account_id: int, ids: Iterable[int]) -> None:
+    ids = list(ids)
+    if ids:
+        session.execute(
+            delete(ServiceAccountFederatedCredential).where(
+                ServiceAccountFederatedCredential.service_account_id == account_id,
+                ServiceAccountFederatedCredential.id.in_(ids),
+            )
+        )
+
+
+class LiveCredentials(NamedTuple):
+    """An account's live credentials of each kind, newest first."""
+
+    secrets: list[ServiceAccountSecret]
+    keys: list[ServiceAccountKey]
+    federated: list[ServiceAccountFederatedCredential]
+
+
+def _epoch_ms(at: datetime | None) -> int | None:
+    return None if at is None else int(at.timestamp() * 1000)
+
+
+def sync_account_credentials(
     session: Session, *, account_id: int, now: datetime, live: bool = True
-) -> list[ServiceAccountSecret]:
-    """Write the token endpoint's copy (``service_accounts.secrets``) of the account's
-    secrets live at ``now`` (none when ``live`` is False: a deleted account), and return
-    them newest first: the one place that writes that copy."""
+) -> LiveCredentials:
+    """Write the token endpoint's copies (``service_accounts.secrets``, ``.public_keys``,
+    ``.federated``) of the account's credentials live at ``now`` (none when ``live`` is
+    False: a deleted account), and return them: the one place that writes those copies."""
     session.flush()
-    rows = [
-        r
-        for r in list_account_secrets(session, account_id=account_id)
-        if live and (r.expires_at is None or r.expires_at > now)
-    ]
-    copy: list[list[Any]] = [
-        [
-            r.id,
-            r.secret_hash,
-            None if r.expires_at is None else int(r.expires_at.timestamp() * 1000),
-        ]
-        for r in rows
+
+    def alive(rows: Sequence[Any]) -> list[Any]:
+        return [r for r in rows if live and (r.expires_at is None or r.expires_at > now)]
+
+    found = LiveCredentials(
+        alive(list_account_secrets(session, account_id=account_id)),
+        alive(list_account_keys(session, account_id=account_id)),
+        alive(list_account_federated(session, account_id=account_id)),
+    )
+    secrets: list[list[Any]] = [
+        [r.id, r.secret_hash, _epoch_ms(r.expires_at)] for r in found.secrets
     ]
     # Padded to a fixed length: every account's row costs the same to read and decode.
-    copy += [[PADDING.id, PADDING.hash, PADDING.expires_at_ms]] * (SECRET_SLOTS - len(copy))
+    secrets += [[PADDING.id, PADDING.hash, PADDING.expires_at_ms]] * (SECRET_SLOTS - len(secrets))
     session.execute(
-        update(ServiceAccount).where(ServiceAccount.id == account_id).values(secrets=copy)
+        update(ServiceAccount)
+        .where(ServiceAccount.id == account_id)
+        .values(
+            secrets=secrets,
+            public_keys=[
+                [r.id, r.kid, r.alg, dict(r.jwk), _epoch_ms(r.expires_at)] for r in found.keys
+            ],
+            federated=[
+                [r.id, r.issuer, r.subject, r.audience, _epoch_ms(r.expires_at)]
+                for r in found.federated
+            ],
+        )
     )
-    return rows
+    return found
+
+
+def count_live_credentials(session: Session, *, account_id: int, now: datetime) -> int:
+    """How many live credentials of any kind the account holds."""
+    total = 0
+    for table in _CREDENTIAL_TABLES:
+        stmt = select(func.count()).where(
+            table.service_account_id == account_id,
+            or_(table.expires_at.is_(None), table.expires_at > now),
+        )
+        total += int(session.scalar(stmt) or 0)
+    return total
 
 
 def credentials_expire_at(
     session: Session, *, account_ids: Sequence[int], now: datetime
 ) -> dict[int, datetime]:
-    """The earliest expiry among each account's live secrets (accounts with none absent)."""
+    """The earliest expiry among each account's live credentials of every kind (accounts
+    with none absent)."""
     if not account_ids:
         return {}
-    stmt = (
-        select(ServiceAccountSecret.service_account_id, func.min(ServiceAccountSecret.expires_at))
-        .where(
-            ServiceAccountSecret.service_account_id.in_(account_ids),
-            ServiceAccountSecret.expires_at > now,
+    expiring = union_all(
+        *(
+            select(
+                table.service_account_id.label("account_id"),
+                table.expires_at.label("expires_at"),
+            ).where(table.service_account_id.in_(account_ids), table.expires_at > now)
+            for table in _CREDENTIAL_TABLES
         )
-        .group_by(ServiceAccountSecret.service_account_id)
+    ).subquery()
+    stmt = select(expiring.c.account_id, func.min(expiring.c.expires_at)).group_by(
+        expiring.c.account_id
     )
     found: dict[int, datetime] = {}
     for account_id, at in session.execute(stmt):
@@ -335,17 +436,27 @@ def _utc(at: datetime | str) -> datetime:
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
-_used_secret = (
-    update(ServiceAccountSecret)
-    .where(
-        ServiceAccountSecret.id == bindparam("sid"),
-        or_(
-            ServiceAccountSecret.last_used_at.is_(None),
-            ServiceAccountSecret.last_used_at < bindparam("at", type_=UtcDateTime()),
-        ),
+def _mark_used(table: Any) -> Any:
+    """UPDATE one credential's last_used_at to :at unless it is already later."""
+    return (
+        update(table)
+        .where(
+            table.id == bindparam("sid"),
+            or_(
+                table.last_used_at.is_(None),
+                table.last_used_at < bindparam("at", type_=UtcDateTime()),
+            ),
+        )
+        .values(last_used_at=bindparam("at", type_=UtcDateTime()))
     )
-    .values(last_used_at=bindparam("at", type_=UtcDateTime()))
-)
+
+
+# By credential kind (oauth.ports.SECRET, KEY, FEDERATED).
+_USED = {
+    "secret": _mark_used(ServiceAccountSecret),
+    "key": _mark_used(ServiceAccountKey),
+    "federated": _mark_used(ServiceAccountFederatedCredential),
+}
 _used_account = (
     update(ServiceAccount)
     .where(
@@ -366,11 +477,13 @@ def mark_credentials_used(
     accounts: dict[str, datetime],
 ) -> None:
     """Move last-use times forward (never back: other workers and instances flush too).
-    ``credentials``: (kind, id) -> time, kind "secret" (the kinds of oauth.ports)."""
+    ``credentials``: (kind, id) -> time, kind "secret", "key" or "federated" (the kinds
+    of oauth.ports; another kind is ignored)."""
     conn = session.connection()
-    secrets = sorted((cid, at) for (kind, cid), at in credentials.items() if kind == "secret")
-    if secrets:
-        conn.execute(_used_secret, [{"sid": k, "at": v} for k, v in secrets])
+    for kind, stmt in _USED.items():
+        used = sorted((cid, at) for (k, cid), at in credentials.items() if k == kind)
+        if used:
+            conn.execute(stmt, [{"sid": k, "at": v} for k, v in used])
     if accounts:
         conn.execute(_used_account, [{"cid": k, "at": v} for k, v in sorted(accounts.items())])
 
@@ -378,19 +491,23 @@ def mark_credentials_used(
 def count_expiring_credentials(
     session: Session, *, now: datetime, horizons: Sequence[datetime]
 ) -> list[int]:
-    """Live secrets of live accounts expiring by each horizon (all workspaces)."""
+    """Live credentials (secrets, keys, federated credentials) of live accounts expiring by
+    each horizon (all workspaces)."""
     counts = []
     for before in horizons:
-        stmt = (
-            select(func.count(ServiceAccountSecret.id))
-            .join(ServiceAccount, ServiceAccount.id == ServiceAccountSecret.service_account_id)
-            .where(
-                ServiceAccount.status != "deleted",
-                ServiceAccountSecret.expires_at > now,
-                ServiceAccountSecret.expires_at <= before,
+        total = 0
+        for table in _CREDENTIAL_TABLES:
+            stmt = (
+                select(func.count(table.id))
+                .join(ServiceAccount, ServiceAccount.id == table.service_account_id)
+                .where(
+                    ServiceAccount.status != "deleted",
+                    table.expires_at > now,
+                    table.expires_at <= before,
+                )
             )
-        )
-        counts.append(int(session.scalar(stmt) or 0))
+            total += int(session.scalar(stmt) or 0)
+        counts.append(total)
     return counts
 
 

@@ -144,6 +144,12 @@ class ServiceAccount(Base):
     # service_account_secrets by repositories.sync_account_secrets (the one place that writes
     # either), so a token request reads one row and no join. Empty once the account is deleted.
     secrets: Mapped[list[list[Any]] | None] = mapped_column(JSON)
+    # The same for its public keys, [[key id, kid, alg, public JWK, expires at (epoch ms) or
+    # null], ...], and its federated credentials, [[id, issuer, subject, audience, expires at
+    # (epoch ms) or null], ...]: live ones only, written by
+    # repositories.sync_account_credentials with their tables.
+    public_keys: Mapped[list[list[Any]] | None] = mapped_column(JSON)
+    federated: Mapped[list[list[Any]] | None] = mapped_column(JSON)
     name: Mapped[str] = mapped_column(String(200))
     description: Mapped[str | None] = mapped_column(String(2000))
     grant_types: Mapped[list[str]] = mapped_column(JSON)
@@ -181,6 +187,55 @@ class ServiceAccountSecret(Base):
     secret_hash: Mapped[str] = mapped_column(String(128))
     # "…" + the secret's last 4 characters; NULL for a secret from before migration 0006.
     hint: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    created_by: Mapped[str] = mapped_column(String(64))
+    # NULL: never expires.
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), index=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class ServiceAccountKey(Base):
+    """One of an account's public keys for ``private_key_jwt`` (at most 5 live): the public
+    JWK only, never a private member (oauth.jwk)."""
+
+    __tablename__ = "service_account_keys"
+    # Ids never reused, like secrets'; a kid names one key of the account.
+    __table_args__ = (
+        UniqueConstraint("service_account_id", "kid"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    service_account_id: Mapped[int] = mapped_column(
+        ForeignKey("service_accounts.id", ondelete="CASCADE"), index=True
+    )
+    kid: Mapped[str] = mapped_column(String(128))
+    kty: Mapped[str] = mapped_column(String(8))
+    alg: Mapped[str] = mapped_column(String(8))
+    # Public members, kid, alg and use (oauth.jwk.ClientJwk.jwk).
+    jwk: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    created_by: Mapped[str] = mapped_column(String(64))
+    # NULL: never expires.
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), index=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class ServiceAccountFederatedCredential(Base):
+    """A workload identity of an external OpenID Connect issuer that stands for the account
+    (at most 20 live): tokens of ``issuer`` about ``subject`` for ``audience``."""
+
+    __tablename__ = "service_account_federated_credentials"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    service_account_id: Mapped[int] = mapped_column(
+        ForeignKey("service_accounts.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(200))
+    issuer: Mapped[str] = mapped_column(String(512))
+    subject: Mapped[str] = mapped_column(String(512))
+    audience: Mapped[str] = mapped_column(String(512))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     created_by: Mapped[str] = mapped_column(String(64))
     # NULL: never expires.
@@ -386,3 +441,15 @@ class RefreshToken(Base):
     # The access token issued with it: revoked by its jti when the chain is.
     access_jti: Mapped[str] = mapped_column(String(64))
     access_expires_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class ClientAssertionJti(Base):
+    """``private_key_jwt`` assertion ids already used, until the assertion expires (each
+    may be used once, on any worker or instance: store.replay)."""
+
+    __tablename__ = "client_assertion_jtis"
+
+    # Hex SHA-256 of client_id + "\n" + jti (fixed length, whatever the client sent).
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # Epoch seconds after which the row may go.
+    expires_at: Mapped[int] = mapped_column(BigInteger, index=True)

@@ -88,6 +88,21 @@ class SecretCreate(_Body):
     expires_at: str | None = Field(None, alias="expiresAt", max_length=64)
 
 
+class KeyCreate(_Body):
+    # Any JSON value: oauth.jwk says why anything but one public JWK is refused.
+    jwk: Any
+    expires_at: str | None = Field(None, alias="expiresAt", max_length=64)
+
+
+class FederatedCredentialCreate(_Body):
+    # Lengths are checked by the service, with messages naming the field.
+    name: str = Field(max_length=10_000)
+    issuer: str = Field(max_length=10_000)
+    subject: str = Field(max_length=10_000)
+    audience: str | None = Field(None, max_length=10_000)
+    expires_at: str | None = Field(None, alias="expiresAt", max_length=64)
+
+
 class FieldIn(_Body):
     name: str = Field(max_length=200)
     type: str = Field(max_length=32)

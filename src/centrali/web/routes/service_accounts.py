@@ -12,6 +12,7 @@ from centrali.services.errors import InvalidBodyError
 from centrali.services.service_accounts import (
     parse_account_id,
     parse_expiring_within,
+    parse_federated_id,
     parse_secret_id,
 )
 from centrali.services.validation import MAX_ID, PageRequest, parse_int
@@ -20,7 +21,9 @@ from centrali.web.openapi_errors import API_ERRORS
 from centrali.web.runtime import get_runtime
 from centrali.web.schemas import (
     DescriptionUpdate,
+    FederatedCredentialCreate,
     GroupsUpdate,
+    KeyCreate,
     NameUpdate,
     RotateRequest,
     SecretCreate,
@@ -67,8 +70,8 @@ def list_service_accounts(
 ) -> dict[str, Any]:
     """A page by number (``page``), or after the account ``after`` (keyset: the same cost
     at any depth). ``nextAfter`` is the ``after`` of the next page, null on the last.
-    ``expiringWithinDays`` (1-3650): only the accounts with a live secret expiring that
-    soon (``total`` counts those)."""
+    ``expiringWithinDays`` (1-3650): only the accounts with a live credential (secret, key
+    or federated credential) expiring that soon (``total`` counts those)."""
     paging = PageRequest.parse(page, limit)
     cursor = None
     if after is not None:
@@ -248,6 +251,113 @@ def delete_service_account_secret(
         workspace_slug=workspace_slug,
         account_id=parse_account_id(account_id),
         secret_id=parse_secret_id(secret_id),
+        actor=actor,
+    )
+    return Response(status_code=204)
+
+
+@router.get("/{account_id}/keys")
+def list_service_account_keys(
+    request: Request, workspace_slug: str, account_id: str, actor: ManagerDep
+) -> JSONResponse:
+    """The account's public keys for ``private_key_jwt`` (kid, type, algorithm, created,
+    expiry, last use), newest first."""
+    views = accounts.list_keys(
+        get_runtime(request).db,
+        workspace_slug=workspace_slug,
+        account_id=parse_account_id(account_id),
+    )
+    return JSONResponse({"data": [v.as_dict() for v in views]}, headers=NO_STORE)
+
+
+@router.post("/{account_id}/keys", status_code=201)
+def add_service_account_key(
+    request: Request, workspace_slug: str, account_id: str, body: KeyCreate, actor: ManagerDep
+) -> JSONResponse:
+    """Register a public JWK (RSA ≥ 2048 bits with RS256 or PS256, EC P-256 with ES256,
+    Ed25519 with EdDSA; at most 5 live); ``kid`` defaults to its RFC 7638 thumbprint."""
+    view = accounts.add_key(
+        get_runtime(request).db,
+        workspace_slug=workspace_slug,
+        account_id=parse_account_id(account_id),
+        actor=actor,
+        jwk=body.jwk,
+        expires_at=body.expires_at,
+    )
+    return JSONResponse(view.as_dict(), status_code=201, headers=NO_STORE)
+
+
+# ``:path``: a kid may hold "/" (any printable ASCII), sent percent-encoded.
+@router.delete("/{account_id}/keys/{kid:path}", status_code=204)
+def delete_service_account_key(
+    request: Request, workspace_slug: str, account_id: str, kid: str, actor: ManagerDep
+) -> Response:
+    """Delete one key; it fails at once. Not the account's last live credential (409)."""
+    accounts.delete_key(
+        get_runtime(request).db,
+        workspace_slug=workspace_slug,
+        account_id=parse_account_id(account_id),
+        kid=kid,
+        actor=actor,
+    )
+    return Response(status_code=204)
+
+
+@router.get("/{account_id}/federated-credentials")
+def list_service_account_federated_credentials(
+    request: Request, workspace_slug: str, account_id: str, actor: ManagerDep
+) -> JSONResponse:
+    """The account's federated credentials, newest first."""
+    views = accounts.list_federated(
+        get_runtime(request).db,
+        workspace_slug=workspace_slug,
+        account_id=parse_account_id(account_id),
+    )
+    return JSONResponse({"data": [v.as_dict() for v in views]}, headers=NO_STORE)
+
+
+@router.post("/{account_id}/federated-credentials", status_code=201)
+def add_service_account_federated_credential(
+    request: Request,
+    workspace_slug: str,
+    account_id: str,
+    body: FederatedCredentialCreate,
+    actor: ManagerDep,
+) -> JSONResponse:
+    """Trust an external issuer's tokens about ``subject`` as this account (at most 20
+    live); ``audience`` defaults to this server's issuer. The issuer is not contacted."""
+    runtime = get_runtime(request)
+    view = accounts.add_federated(
+        runtime.db,
+        workspace_slug=workspace_slug,
+        account_id=parse_account_id(account_id),
+        actor=actor,
+        name=body.name,
+        issuer=body.issuer,
+        subject=body.subject,
+        audience=body.audience,
+        default_audience=runtime.settings.issuer,
+        expires_at=body.expires_at,
+        allow_http=runtime.settings.federation_allow_http,
+    )
+    return JSONResponse(view.as_dict(), status_code=201, headers=NO_STORE)
+
+
+@router.delete("/{account_id}/federated-credentials/{credential_id}", status_code=204)
+def delete_service_account_federated_credential(
+    request: Request,
+    workspace_slug: str,
+    account_id: str,
+    credential_id: str,
+    actor: ManagerDep,
+) -> Response:
+    """Delete one federated credential; it fails at once. Not the account's last live
+    credential (409)."""
+    accounts.delete_federated(
+        get_runtime(request).db,
+        workspace_slug=workspace_slug,
+        account_id=parse_account_id(account_id),
+        credential_id=parse_federated_id(credential_id),
         actor=actor,
     )
     return Response(status_code=204)
