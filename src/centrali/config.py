@@ -95,6 +95,9 @@ class Settings(BaseSettings):
     login_failures_per_account: int = Field(
         10, ge=0, description="Failed sign-ins per email address per minute"
     )
+    authorize_per_ip: int = Field(
+        120, ge=0, description="Authorization requests per source address per minute"
+    )
     login_failures_global: int = Field(
         300, ge=0, description="Failed sign-ins per minute, all addresses and accounts together"
     )

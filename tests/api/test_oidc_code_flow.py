@@ -15,16 +15,19 @@ import httpx2 as httpx  # the HTTP library of Starlette's TestClient
 import jwt
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import update
+from sqlalchemy import delete, update
 
 from centrali.config import Settings
+from centrali.oauth.keywrap import MasterKeyError
 from centrali.services.oidc import register_public_client
 from centrali.services.password_gate import PasswordGate, PasswordGateFull
 from centrali.services.permissions import ADMIN_GROUP
+from centrali.services.ticket_key import SETTING as TICKET_KEY_SETTING
+from centrali.services.ticket_key import ensure_ticket_key, load_ticket_key
 from centrali.services.users import add_member, create_user, set_password
 from centrali.services.workspaces import create_workspace
 from centrali.store.db import Database
-from centrali.store.tables import AuthorizationCode
+from centrali.store.tables import AuthorizationCode, ServerSetting
 from centrali.web.app import CentraliApp, create_app
 from tests.api.oidc_browser import (
     CALLBACK,
@@ -533,6 +536,86 @@ def test_sign_ins_past_the_password_check_bound_get_503_at_once(
     finally:
         app.app.state.password_gate = gate
     flow.code_of(flow.login(page, EMAIL, PASSWORD))
+
+
+# --- the login ticket and the authorization endpoint's limit ---------------------------------
+
+
+def test_a_login_ticket_is_an_hmac_of_the_stores_key_read_by_every_instance(
+    settings: Settings, db: Database, client: TestClient, admin: str
+) -> None:
+    """No private key signs what an unauthenticated request asks for; another instance on
+    the same store reads the ticket (one key per store)."""
+    flow = Flow(client)
+    page = flow.authorize()
+    ticket = hidden_fields(page.text)["ticket"]
+    assert jwt.get_unverified_header(ticket) == {"alg": "HS256", "typ": "centrali-login+jwt"}
+    data = {**hidden_fields(page.text), "email": admin, "password": PASSWORD}
+    with TestClient(create_app(settings, db=db), base_url=ISSUER) as other:
+        other.cookies.update(client.cookies)
+        flow.code_of(other.post("/oidc/login", data=data, follow_redirects=False))
+    key = load_ticket_key(db, None)
+    assert jwt.decode(ticket, key, algorithms=["HS256"], options={"verify_aud": False})
+
+
+def test_a_ticket_under_another_key_is_refused(client: TestClient, flow: Flow, admin: str) -> None:
+    page = flow.authorize()
+    fields = hidden_fields(page.text)
+    claims = jwt.decode(fields["ticket"], options={"verify_signature": False})
+    forged = jwt.encode(claims, b"k" * 32, algorithm="HS256", headers={"typ": "centrali-login+jwt"})
+    data = {**fields, "ticket": forged, "email": admin, "password": PASSWORD}
+    assert_error_page(client.post("/oidc/login", data=data, follow_redirects=False), 403)
+
+
+def test_the_ticket_key_is_made_once_per_store_and_kept_like_the_signing_keys(
+    db: Database,
+) -> None:
+    master = bytes(range(32))
+    with db.read() as session:
+        original = session.get(ServerSetting, TICKET_KEY_SETTING)
+        assert original is not None
+        kept = original.value
+    try:
+        first = load_ticket_key(db, None)
+        ensure_ticket_key(db, None)  # a second server starting: the first key stays
+        assert load_ticket_key(db, None) == first and len(first) == 32
+        with db.write() as session:
+            session.execute(delete(ServerSetting).where(ServerSetting.name == TICKET_KEY_SETTING))
+        ensure_ticket_key(db, master)  # made under a master key: stored encrypted
+        with db.read() as session:
+            row = session.get(ServerSetting, TICKET_KEY_SETTING)
+            assert row is not None and row.value.startswith("enc:v1:")
+        key = load_ticket_key(db, master)
+        assert len(key) == 32 and key != first
+        with pytest.raises(MasterKeyError):
+            load_ticket_key(db, None)
+    finally:  # the row is kept between tests (conftest): leave it as it was
+        with db.write() as session:
+            session.execute(delete(ServerSetting).where(ServerSetting.name == TICKET_KEY_SETTING))
+            session.add(ServerSetting(name=TICKET_KEY_SETTING, value=kept))
+
+
+def test_the_authorization_endpoint_is_limited_per_address(
+    peer_client: Callable[..., tuple[TestClient, CentraliApp]],
+) -> None:
+    client, _app = peer_client(authorize_per_ip=3)
+    flow = Flow(client)
+
+    def authorize_from(ip: str) -> httpx.Response:
+        client.headers[PEER_HEADER] = ip
+        return flow.authorize()
+
+    for ip in ("2001:db8:5:5::1", "2001:db8:5:5::2", "2001:db8:5:5:ffff::3"):  # one /64
+        assert authorize_from(ip).status_code == 200
+    refused = authorize_from("2001:db8:5:5::9")
+    assert refused.status_code == 429
+    assert 1 <= int(refused.headers["retry-after"]) <= 20
+    assert "Too many sign-in requests" in refused.text
+    client.headers[PEER_HEADER] = "2001:db8:5:5::9"
+    r = client.post("/oidc/authorize", data=flow.params(), follow_redirects=False)
+    assert r.status_code == 429  # the same budget, whichever method
+    assert authorize_from("2001:db8:5:6::1").status_code == 200  # another /64
+    assert authorize_from("192.0.2.1").status_code == 200
 
 
 # --- workspaces ---------------------------------------------------------------------------------

@@ -18,10 +18,12 @@ tie the answer to its own request, and an answer without it could not be told ap
    ``code_challenge`` + ``code_challenge_method=S256``, ``nonce``/``prompt``/``max_age``/
    ``workspace`` well formed.
 
-The login ticket: the validated request, signed by the issuer (``typ: centrali-login+jwt``,
-10 minutes), carried by the sign-in form as a hidden field, so the form cannot be pointed
-at another client or redirect URI, and bound to the browser by the digest of its CSRF
-cookie.
+The login ticket: the validated request under an HMAC (HS256) of the server's ticket key
+(``typ: centrali-login+jwt``, 10 minutes), carried by the sign-in form as a hidden field, so
+the form cannot be pointed at another client or redirect URI, and bound to the browser by the
+digest of its CSRF cookie. The key is random, one per store (``services.ticket_key``), so
+every worker and instance of the store reads every ticket; the access-token keys never sign
+what an unauthenticated request asks for.
 """
 
 from __future__ import annotations
@@ -30,19 +32,24 @@ import hashlib
 import hmac
 import ipaddress
 import re
+import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from centrali.oauth.keys import KeySet
+import jwt
+
 from centrali.oauth.pkce import S256, is_valid_challenge
-from centrali.oauth.signing import InvalidTokenError, TokenExpiredError, decode_jwt, sign_jwt
+from centrali.oauth.signing import InvalidTokenError, TokenExpiredError
 from centrali.oauth.user_ports import PublicClientStore
 
 CODE_TTL = 60  # seconds an authorization code lives (RFC 6749 §4.1.2: short, single use)
 TICKET_TTL = 600
 LOGIN_TICKET_TYP = "centrali-login+jwt"
+TICKET_ALG = "HS256"
+TICKET_KEY_BYTES = 32
+MAX_TICKET = 16 * 1024  # a ticket holds a request of bounded fields: a few KiB at most
 AUTHORIZATION_SCOPES = ("openid", "profile", "email")
 PROMPTS = frozenset({"none", "login", "consent", "select_account"})
 MAX_STATE = 1024
@@ -341,10 +348,17 @@ def csrf_matches(cookie: str | None, form_value: str | None) -> bool:
     return hmac.compare_digest(cookie.encode(), form_value.encode())
 
 
+def new_ticket_key() -> bytes:
+    """A fresh key for login tickets (HMAC-SHA256: 256 random bits)."""
+    return secrets.token_bytes(TICKET_KEY_BYTES)
+
+
 def sign_login_ticket(
-    request: AuthorizationRequest, *, csrf: str, keys: KeySet, issuer: str, now: float
+    request: AuthorizationRequest, *, csrf: str, key: bytes, issuer: str, now: float
 ) -> str:
-    """The validated request, signed, bound to the browser's CSRF token by its digest."""
+    """The validated request, bound to the browser's CSRF token by its digest, under an HMAC
+    of the server's ticket key: a ticket is only ever read back by this server, so no
+    private key (and no RSA signature, on the event loop, for anyone who asks) is used."""
     iat = int(now)
     claims = {
         "iss": issuer,
@@ -354,26 +368,35 @@ def sign_login_ticket(
         "csrf": csrf_digest(csrf),
         "req": request.to_claims(),
     }
-    return sign_jwt(claims, keys.signing.signer, typ=LOGIN_TICKET_TYP)
+    return jwt.encode(claims, key, algorithm=TICKET_ALG, headers={"typ": LOGIN_TICKET_TYP})
 
 
 def read_login_ticket(
-    ticket: str, *, csrf: str, public_keys: Mapping[str, Any], issuer: str, now: float
+    ticket: str, *, csrf: str, key: bytes, issuer: str, now: float
 ) -> AuthorizationRequest:
-    """The request of a ticket we signed, for this browser's CSRF token, not yet expired;
+    """The request of a ticket we made, for this browser's CSRF token, not yet expired;
     raises InvalidTokenError (TokenExpiredError when only too old)."""
-    claims = decode_jwt(
-        ticket,
-        public_keys,
-        typs=frozenset({LOGIN_TICKET_TYP}),
-        issuer=issuer,
-        audience=f"{issuer}/oidc/login",
-    )
+    if not ticket.isascii() or len(ticket) > MAX_TICKET:
+        raise InvalidTokenError("malformed ticket")
+    try:
+        if jwt.get_unverified_header(ticket).get("typ") != LOGIN_TICKET_TYP:
+            raise InvalidTokenError("not a login ticket")
+        claims = jwt.decode(
+            ticket,
+            key,
+            algorithms=[TICKET_ALG],
+            issuer=issuer,
+            audience=f"{issuer}/oidc/login",
+            # exp is checked against ``now`` below (the caller's clock), not PyJWT's.
+            options={"verify_exp": False, "verify_iat": False, "verify_nbf": False},
+        )
+    except jwt.PyJWTError as exc:
+        raise InvalidTokenError("invalid ticket") from exc
     digest = claims.get("csrf")
     if not isinstance(digest, str) or not hmac.compare_digest(digest, csrf_digest(csrf)):
         raise InvalidTokenError("ticket of another browser")
     exp = claims.get("exp")
-    if not isinstance(exp, int):
+    if not isinstance(exp, int) or isinstance(exp, bool):
         raise InvalidTokenError("ticket without exp")
     if exp <= now:
         raise TokenExpiredError("ticket expired")

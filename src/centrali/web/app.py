@@ -18,6 +18,7 @@ from centrali.config import Settings
 from centrali.oauth.keys import SIGNING_ALG
 from centrali.services.keys import KeyPolicy, KeyWatcher, ensure_signing_key
 from centrali.services.password_gate import PasswordGate
+from centrali.services.ticket_key import ensure_ticket_key, load_ticket_key
 from centrali.store.db import Database
 from centrali.store.migrate import upgrade
 from centrali.web.body_limit import BodyLimitMiddleware
@@ -38,10 +39,12 @@ from centrali.web.token_asgi import (
 
 
 def prepare_store(db: Database, alg: str = SIGNING_ALG, policy: KeyPolicy | None = None) -> None:
-    """Schema at head and a signing key for ``alg`` present; idempotent, safe to race.
+    """Schema at head, a signing key for ``alg`` and the login-ticket key present;
+    idempotent, safe to race.
     Raises ``MasterKeyError`` when the master key does not open the stored keys."""
     upgrade(db.engine)
     ensure_signing_key(db, alg, policy)
+    ensure_ticket_key(db, policy.master_key if policy is not None else None)
 
 
 def create_app(settings: Settings, *, db: Database | None = None) -> CentraliApp:
@@ -57,6 +60,7 @@ def create_app(settings: Settings, *, db: Database | None = None) -> CentraliApp
         runtime = Runtime(settings=settings, db=database, keys=watcher.load(time.time()))
         app.state.runtime = runtime
         app.state.password_gate = PasswordGate(settings.password_checks)
+        app.state.ticket_key = load_ticket_key(database, policy.master_key)
         refresher = asyncio.create_task(watch_keys(runtime, watcher), name="centrali-keys")
         flusher = asyncio.create_task(flush_token_failures(runtime), name="centrali-failures")
         try:

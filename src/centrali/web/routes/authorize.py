@@ -1,8 +1,10 @@
 """Human sign-in over HTTP (OpenID Connect Core 1.0 §3.1, RFC 9700): the authorization
 endpoint, the sign-in form, the workspace chooser, userinfo and RP-initiated logout.
 
-- ``GET|POST /oidc/authorize``: validates the request (``centrali.oauth.authorize``); a
-  signed-in browser (session cookie) goes straight on, others get the sign-in page.
+- ``GET|POST /oidc/authorize``: rate limited per source address (IPv6 by /64; 429 page),
+  then validates the request (``centrali.oauth.authorize``); a signed-in browser (session
+  cookie) goes straight on, others get the sign-in page with a ticket under the store's HMAC
+  ticket key (``services.ticket_key``).
 - ``POST /oidc/login``: the sign-in form. Checked in order: the CSRF token (the form's
   ``csrf_token`` equals the ``centrali_csrf`` cookie, and the signed ``ticket`` holding the
   authorization request was made for that cookie) → the login limits (per source address,
@@ -126,6 +128,12 @@ def _client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+def _ticket_key(request: Request) -> bytes:
+    """The store's login-ticket key, loaded at start (``services.ticket_key``)."""
+    key: bytes = request.app.state.ticket_key
+    return key
+
+
 async def _form(request: Request) -> dict[str, str] | None:
     """The form body (form-encoded, no repeated parameter), or None when it is not one."""
     try:
@@ -146,7 +154,7 @@ def _ticket_request(
         return read_login_ticket(
             ticket,
             csrf=cookie,
-            public_keys=runtime.keys.public_keys,
+            key=_ticket_key(request),
             issuer=runtime.settings.issuer,
             now=time.time(),
         )
@@ -180,6 +188,9 @@ async def authorize_post(request: Request) -> Response:
 async def _authorize(request: Request, pairs: Sequence[tuple[str, str]]) -> Response:
     runtime = get_runtime(request)
     issuer = runtime.settings.issuer
+    refusal = await _authorize_limit(request, runtime)
+    if refusal is not None:
+        return refusal
     store = oidc.OidcStore(runtime.db, issuer)
     try:
         auth = await run_in_threadpool(validate_authorization_request, pairs, store)
@@ -198,6 +209,27 @@ async def _authorize(request: Request, pairs: Sequence[tuple[str, str]]) -> Resp
     return await _login_form(request, runtime, auth, email=auth.login_hint or "")
 
 
+async def _authorize_limit(request: Request, runtime: Runtime) -> Response | None:
+    """Authorization requests per source address (an IPv6 address by its /64) per minute,
+    each one taken whatever its outcome: the endpoint answers anyone, without credentials,
+    with a store lookup and a new ticket. None: go on."""
+    limit = runtime.settings.authorize_per_ip
+    if not limit:
+        return None
+    bucket = Bucket(f"a:ip:{address_key(_client_ip(request))}", limit)
+    wait = await _bucket_store(request, runtime).take([bucket], time.time())
+    if wait <= 0:
+        return None
+    seconds = max(1, min(MAX_RETRY_AFTER, math.ceil(wait)))
+    page = pages.error_page(
+        "Too many sign-in requests",
+        f"Too many sign-in requests from your network. Try again in {seconds} seconds.",
+        status=429,
+    )
+    page.headers["Retry-After"] = str(seconds)
+    return page
+
+
 async def _login_form(
     request: Request,
     runtime: Runtime,
@@ -213,7 +245,7 @@ async def _login_form(
         await run_in_threadpool(passwords.dummy_hash)
     csrf, new = _csrf_of(request)
     ticket = sign_login_ticket(
-        auth, csrf=csrf, keys=runtime.keys, issuer=runtime.settings.issuer, now=time.time()
+        auth, csrf=csrf, key=_ticket_key(request), issuer=runtime.settings.issuer, now=time.time()
     )
     client = await run_in_threadpool(
         oidc.OidcStore(runtime.db, runtime.settings.issuer).find_public_client, auth.client_id
@@ -251,7 +283,7 @@ async def _continue(
         return await _answer_with_code(runtime, auth, sign_in, workspace)
     csrf, new = _csrf_of(request)
     ticket = sign_login_ticket(
-        auth, csrf=csrf, keys=runtime.keys, issuer=runtime.settings.issuer, now=time.time()
+        auth, csrf=csrf, key=_ticket_key(request), issuer=runtime.settings.issuer, now=time.time()
     )
     response = pages.chooser_page(
         ticket=ticket,
