@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from jwt.algorithms import OKPAlgorithm
 from sqlalchemy import text
 
 from centrali.oauth.credentials import SECRET_SLOTS
+from centrali.oauth.ports import FederatedCredential
 from centrali.services import service_accounts as accounts
 from centrali.services.context import Actor
 from centrali.services.workspaces import create_workspace
@@ -81,3 +86,57 @@ def test_an_unreachable_store_raises_store_unavailable() -> None:
     with pytest.raises(StoreUnavailableError):
         store.find_clients(["ci_x"])[0]
     db.dispose()
+
+
+def test_lookup_reads_the_live_keys_and_federated_credentials(db: Database) -> None:
+    create_workspace(db, slug="acme-corp")
+    actor = Actor("u")
+    view = accounts.create(db, workspace_slug="acme-corp", actor=actor, name="n")
+    store = SqlClientStore(db.autocommit_engine)
+    fresh = store.find_clients([view.client_id])[0]
+    assert fresh is not None and (fresh.keys, fresh.federated) == ((), ())
+
+    jwk = OKPAlgorithm.to_jwk(Ed25519PrivateKey.generate().public_key(), as_dict=True)
+    expires = (actor.at + timedelta(days=1)).isoformat()
+    key = accounts.add_key(
+        db,
+        workspace_slug="acme-corp",
+        account_id=view.id,
+        actor=actor,
+        jwk=jwk,
+        expires_at=expires,
+    )
+    workload = accounts.add_federated(
+        db,
+        workspace_slug="acme-corp",
+        account_id=view.id,
+        actor=actor,
+        name="ci",
+        issuer="https://issuer.example",
+        subject="repo:x",
+        default_audience="https://centrali.example",
+    )
+    record = store.find_clients([view.client_id])[0]
+    assert record is not None
+    [stored_key] = record.keys
+    assert (stored_key.kid, stored_key.alg) == (key.kid, "EdDSA")
+    assert dict(stored_key.jwk) == {
+        "kty": "OKP",
+        "crv": "Ed25519",
+        "x": jwk["x"],
+        "kid": key.kid,
+        "alg": "EdDSA",
+        "use": "sig",
+    }
+    assert stored_key.expires_at_ms == int((actor.at + timedelta(days=1)).timestamp() * 1000)
+    assert stored_key.live(actor.at.timestamp()) and type(stored_key.id) is int
+    assert record.federated == (
+        FederatedCredential(
+            workload.id, "https://issuer.example", "repo:x", "https://centrali.example", None
+        ),
+    )
+    # Deleting the account empties both copies.
+    accounts.delete(db, workspace_slug="acme-corp", account_id=view.id, actor=actor)
+    gone = store.find_clients([view.client_id])[0]
+    assert gone is not None and (gone.keys, gone.federated, gone.active) == ((), (), False)
+    store.close()
