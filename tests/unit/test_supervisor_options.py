@@ -5,14 +5,22 @@ from __future__ import annotations
 import asyncio
 import socket
 
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
 from centrali.config import Settings
+from centrali.web.http_protocol import GuardedHttpToolsProtocol
 from centrali.web.supervisor import _listening_socket, uvicorn_options
 
 
 def test_workers_run_the_standard_event_loop_with_httptools(settings: Settings) -> None:
     # uvloop starved connections opened under load (see uvicorn_options); keep it out.
     options = uvicorn_options(settings)
-    assert (options["loop"], options["http"]) == ("asyncio", "httptools")
+    assert options["loop"] == "asyncio"
+    # httptools, with the head cap and deadline of our own (tests/e2e/test_request_head.py):
+    # h11_max_incomplete_event_size would only apply to uvicorn's h11 protocol.
+    assert options["http"] is GuardedHttpToolsProtocol
+    assert issubclass(GuardedHttpToolsProtocol, HttpToolsProtocol)
+    assert not any(name.startswith("h11_") for name in options)
     assert options["server_header"] is False and options["access_log"] is False
 
 
