@@ -442,9 +442,12 @@ def test_discovery_lists_both_endpoints(client: TestClient, settings: Settings) 
     doc = client.get("/.well-known/openid-configuration").json()
     assert doc["introspection_endpoint"] == f"{settings.issuer}{INTROSPECT}"
     assert doc["revocation_endpoint"] == f"{settings.issuer}{REVOKE}"
-    methods = {"client_secret_basic", "client_secret_post"}
+    methods = {"client_secret_basic", "client_secret_post", "private_key_jwt"}
     assert set(doc["introspection_endpoint_auth_methods_supported"]) == methods
     assert set(doc["revocation_endpoint_auth_methods_supported"]) == methods | {"none"}
+    for endpoint in ("token", "introspection", "revocation"):
+        algs = doc[f"{endpoint}_endpoint_auth_signing_alg_values_supported"]
+        assert set(algs) == {"RS256", "PS256", "ES256", "EdDSA"}
 
 
 @BOTH

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from centrali.oauth.client_assertions import KEY_ALGORITHMS
 from centrali.oauth.client_auth import AUTH_METHODS, TOKEN_AUTH_METHODS
 from centrali.oauth.grants import GRANTS
 from centrali.oauth.keys import SIGNING_ALG
@@ -22,6 +23,8 @@ def discovery_document(issuer: str, signing_alg: str = SIGNING_ALG) -> dict[str,
         "jwks_uri": f"{issuer}/oidc/jwks",
         "grant_types_supported": sorted(GRANTS),
         "token_endpoint_auth_methods_supported": list(TOKEN_AUTH_METHODS),
+        # private_key_jwt assertions (RFC 7523 §2.2; RFC 8414 §2).
+        "token_endpoint_auth_signing_alg_values_supported": list(KEY_ALGORITHMS),
         "authorization_endpoint": f"{issuer}/oidc/authorize",
         "userinfo_endpoint": f"{issuer}/oidc/userinfo",
         "end_session_endpoint": f"{issuer}/oidc/logout",
@@ -34,9 +37,11 @@ def discovery_document(issuer: str, signing_alg: str = SIGNING_ALG) -> dict[str,
         "request_uri_parameter_supported": False,
         "introspection_endpoint": f"{issuer}/oidc/introspect",
         "introspection_endpoint_auth_methods_supported": list(AUTH_METHODS),
+        "introspection_endpoint_auth_signing_alg_values_supported": list(KEY_ALGORITHMS),
         "revocation_endpoint": f"{issuer}/oidc/revoke",
         # Public clients revoke their own refresh (and access) tokens with client_id alone.
         "revocation_endpoint_auth_methods_supported": [*AUTH_METHODS, "none"],
+        "revocation_endpoint_auth_signing_alg_values_supported": list(KEY_ALGORITHMS),
         "response_types_supported": ["code"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": [signing_alg],

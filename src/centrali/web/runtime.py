@@ -14,7 +14,8 @@ from typing import Any
 from starlette.requests import Request
 
 from centrali.config import Settings
-from centrali.oauth.client_auth import ClientAuthenticator
+from centrali.oauth.client_assertions import ReplayStore, assertion_methods
+from centrali.oauth.client_auth import METHODS, ClientAuthenticator
 from centrali.oauth.grants import IssuerConfig
 from centrali.oauth.keys import KeySet
 from centrali.oauth.limits import BucketStore, LimitSettings, MemoryBucketStore, TokenLimiter
@@ -23,12 +24,14 @@ from centrali.oauth.reuse import TokenReuseCache
 from centrali.oauth.user_ports import PublicClient
 from centrali.services.auth import TokenPolicy
 from centrali.services.credential_usage import CredentialUsageCounter
+from centrali.services.federation import IssuerKeyCache
 from centrali.services.keys import KeyWatcher
 from centrali.services.oidc import OidcStore, find_public_client
 from centrali.services.token_failures import TokenFailureCounter
 from centrali.store import audit_queries
 from centrali.store.client_store import SqlClientStore
 from centrali.store.db import Database
+from centrali.store.replay import SqlReplayStore
 from centrali.store.repositories import AccountGrants, read_records, service_accounts_grants
 from centrali.web.batching import TurnBatch
 
@@ -64,12 +67,24 @@ class Runtime:
         self.token_failures = TokenFailureCounter()
         self.credential_usage = CredentialUsageCounter()
         self.oidc_store = OidcStore(self.db, self.settings.issuer)
+        self.replay = build_replay_store(self.settings, self.db)
+        self.issuer_keys = IssuerKeyCache(allow_http=self.settings.federation_allow_http)
+        issuer = self.settings.issuer
         self.authenticator = ClientAuthenticator(
             clients=_BatchedClients(self.client_lookups),
             public_clients=_PublicClients(self.oidc_store),
             limiter=self.limiter,
             failures=self.token_failures,
             usage=self.credential_usage,
+            methods={
+                **METHODS,
+                **assertion_methods(
+                    issuer=issuer,
+                    token_endpoint=f"{issuer}/oidc/token",
+                    replay=self.replay,
+                    issuer_keys=self.issuer_keys,
+                ),
+            },
         )
         self.set_keys(self.keys)
 
@@ -97,9 +112,11 @@ class Runtime:
         lookup threads)."""
         for batch in (self.client_lookups, self.grant_lookups, self.record_reads):
             batch.close()
-        close = getattr(self.limiter.store, "close", None) if self.limiter else None
-        if close is not None:
-            await close()
+        await self.issuer_keys.close()
+        for holder in (self.limiter.store if self.limiter else None, self.replay):
+            close = getattr(holder, "close", None)
+            if close is not None:
+                await close()
 
 
 class _BatchedClients:
@@ -171,6 +188,16 @@ async def _flush_failures(runtime: Runtime) -> None:
         await asyncio.to_thread(runtime.token_failures.flush, runtime.db, datetime.now(UTC))
     except Exception:  # the counts are kept for the next flush
         log.warning("failed token counts: store write failed; kept for the next flush")
+
+
+def build_replay_store(settings: Settings, db: Database) -> ReplayStore:
+    """Where used private_key_jwt assertion ids are kept: Redis when configured, else the
+    database (shared by every worker and instance either way)."""
+    if settings.redis_url:
+        from centrali.store.replay import RedisReplayStore  # only when configured
+
+        return RedisReplayStore(settings.redis_url)
+    return SqlReplayStore(db)
 
 
 def build_limiter(settings: Settings) -> TokenLimiter | None:

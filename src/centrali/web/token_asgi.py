@@ -19,7 +19,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from centrali.oauth.client_auth import Authenticated, ClientAuthRequest
+from centrali.oauth.client_auth import JWT_BEARER, Authenticated, ClientAuthRequest
 from centrali.oauth.errors import InvalidClientError, OAuthError, TemporarilyUnavailableError
 from centrali.oauth.grants import TokenResponse
 from centrali.oauth.limits import SlowDownError
@@ -246,6 +246,13 @@ def token_openapi() -> dict[str, Any]:
                                 },
                                 "client_id": {"type": "string"},
                                 "client_secret": {"type": "string"},
+                                "client_assertion_type": {
+                                    "type": "string",
+                                    "enum": [JWT_BEARER],
+                                    "description": "private_key_jwt or a federated workload "
+                                    "token (RFC 7523 §2.2)",
+                                },
+                                "client_assertion": {"type": "string"},
                                 "scope": {"type": "string"},
                                 "code": {"type": "string"},
                                 "redirect_uri": {"type": "string"},
@@ -291,7 +298,11 @@ def token_openapi() -> dict[str, Any]:
                         ("408", "body too slow"),
                         ("413", "body too large"),
                         ("429", "slow_down: an abuse limit holds (Retry-After)"),
-                        ("503", "temporarily_unavailable: the store did not answer"),
+                        (
+                            "503",
+                            "temporarily_unavailable: the store, or a federated credential's "
+                            "issuer, did not answer (Retry-After)",
+                        ),
                     )
                 },
             },

@@ -56,6 +56,11 @@ _FORM_BODY = {
                     },
                     "client_id": {"type": "string", "description": "client_secret_post"},
                     "client_secret": {"type": "string", "description": "client_secret_post"},
+                    "client_assertion_type": {
+                        "type": "string",
+                        "description": "private_key_jwt (RFC 7523 §2.2)",
+                    },
+                    "client_assertion": {"type": "string", "description": "private_key_jwt"},
                 },
             }
         }
