@@ -1,17 +1,31 @@
 """The Python client (issue 3, part 4) against the real app in-process: the Starlette
 TestClient is handed to ``CentraliClient`` as its HTTP client, so every token request and API
-call goes through the real token endpoint, token checks and store."""
+call goes through the real token endpoint, token checks and store. With a secret, with a
+private key (private_key_jwt) and with a federated workload token from a fake issuer."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from fastapi.testclient import TestClient
+from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
-from centrali.client import CentraliAPIError, CentraliAuthError, CentraliClient
+from centrali.client import (
+    CentraliAPIError,
+    CentraliAuthError,
+    CentraliClient,
+    CentraliCredentialError,
+)
+from centrali.config import Settings
+from tests.conftest import ISSUER
 from tests.factories import Factory, bearer
+from tests.fake_issuer import FakeIssuer
 
 WS = "acme-corp"
 API = f"/workspace/{WS}/api/v1"
@@ -220,3 +234,130 @@ def test_revoked_or_deleted_account_next_call_raises_invalid_client(
     with pytest.raises(CentraliAuthError) as caught:
         sdk.list_structures()
     assert caught.value.error == "invalid_client"
+
+
+# --- private_key_jwt and federated workload tokens --------------------------------------------
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    """As conftest's, and the fake issuer may serve plain HTTP on 127.0.0.1."""
+    return Settings(
+        database_url=database_url, data_dir=tmp_path, issuer=ISSUER, federation_allow_http=True
+    )
+
+
+def add_credential(
+    client: TestClient, admin: str, account: dict[str, Any], path: str, body: Any
+) -> dict[str, Any]:
+    """Registers a key or federated credential, then deletes the account's secret: the new
+    credential is its only way in."""
+    base = f"{API}/service-accounts/{account['id']}"
+    r = client.post(f"{base}/{path}", json=body, headers=bearer(admin))
+    assert r.status_code == 201, r.text
+    created: dict[str, Any] = r.json()
+    r = client.delete(f"{base}/secrets/{account['secretId']}", headers=bearer(admin))
+    assert r.status_code == 204, r.text
+    return created
+
+
+def key_pair(kind: str) -> tuple[Any, dict[str, Any]]:
+    """A private key and its public JWK."""
+    if kind == "RS256":
+        key: Any = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        jwk = RSAAlgorithm.to_jwk(key.public_key())
+    elif kind == "ES256":
+        key = ec.generate_private_key(ec.SECP256R1())
+        jwk = ECAlgorithm.to_jwk(key.public_key())
+    else:
+        key = ed25519.Ed25519PrivateKey.generate()
+        jwk = OKPAlgorithm.to_jwk(key.public_key())
+    return key, json.loads(jwk)
+
+
+@pytest.mark.parametrize("kind", ["RS256", "ES256", "EdDSA"])
+def test_private_key_client_gets_tokens_and_uses_the_api(
+    client: TestClient, admin: str, account: dict[str, Any], kind: str
+) -> None:
+    key, jwk = key_pair(kind)
+    kid = add_credential(client, admin, account, "keys", {"jwk": jwk})["kid"]
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    with CentraliClient(
+        account["clientId"],
+        workspace_slug=WS,
+        base_url="http://testserver",
+        private_key=pem,
+        key_id=kid,
+        http_client=client,  # type: ignore[arg-type]  # an httpx-compatible client
+    ) as sdk:
+        record = sdk.create_record("products", LAPTOP)
+        assert record["createdBy"] == account["clientId"]
+        first = sdk.get_access_token()
+        sdk._tokens.invalidate()  # a second token request: a new assertion, no replay
+        assert sdk.get_access_token() != first
+        assert sdk.list_records("products")["total"] == 1
+
+    # Without key_id the server finds the key by its type; a secret no longer works.
+    with CentraliClient(
+        account["clientId"], workspace_slug=WS, base_url="http://testserver",
+        private_key=key, http_client=client,  # type: ignore[arg-type]
+    ) as sdk:  # fmt: skip
+        assert sdk.get_structure("products")["slug"] == "products"
+    with sdk_for(client, account["clientId"], account["clientSecret"]) as old:
+        with pytest.raises(CentraliAuthError) as caught:
+            old.get_access_token()
+    assert caught.value.error == "invalid_client"
+
+
+def test_private_key_of_another_client_is_refused_with_invalid_client(
+    client: TestClient, admin: str, account: dict[str, Any]
+) -> None:
+    _, jwk = key_pair("ES256")
+    add_credential(client, admin, account, "keys", {"jwk": jwk})
+    stranger, _ = key_pair("ES256")
+    with CentraliClient(
+        account["clientId"], workspace_slug=WS, base_url="http://testserver",
+        private_key=stranger, http_client=client,  # type: ignore[arg-type]
+    ) as sdk:  # fmt: skip
+        with pytest.raises(CentraliAuthError) as caught:
+            sdk.list_structures()
+    assert (caught.value.error, caught.value.status_code) == ("invalid_client", 401)
+
+
+def test_federated_client_rereads_its_token_file(
+    client: TestClient, admin: str, account: dict[str, Any], tmp_path: Path
+) -> None:
+    subject = "system:serviceaccount:billing:billing-sync"
+    with FakeIssuer().serving() as issuer:
+        add_credential(
+            client, admin, account, "federated-credentials",
+            {"name": "billing", "issuer": issuer.url, "subject": subject, "audience": ISSUER},
+        )  # fmt: skip
+        token_file = tmp_path / "token"
+        token_file.write_text(issuer.token(subject, ISSUER) + "\n")
+        with CentraliClient(
+            account["clientId"], workspace_slug=WS, base_url="http://testserver",
+            federated_token_file=token_file, http_client=client,  # type: ignore[arg-type]
+        ) as sdk:  # fmt: skip
+            assert sdk.create_record("products", LAPTOP)["createdBy"] == account["clientId"]
+
+            # The file now holds another workload's token: reread, and refused.
+            token_file.write_text(issuer.token("system:serviceaccount:other:intruder", ISSUER))
+            sdk._tokens.invalidate()
+            with pytest.raises(CentraliAuthError) as caught:
+                sdk.list_structures()
+            assert caught.value.error == "invalid_client"
+
+            # Rotated again, to a token of this workload: reread, and accepted.
+            token_file.write_text(issuer.token(subject, ISSUER, ttl=600))
+            assert sdk.list_records("products")["total"] == 1
+
+            token_file.unlink()
+            sdk._tokens.invalidate()
+            with pytest.raises(CentraliCredentialError) as missing:
+                sdk.list_structures()
+            assert missing.value.path == str(token_file)
