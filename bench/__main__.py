@@ -424,10 +424,77 @@ def bench_store(kind: str, args: argparse.Namespace) -> list[dict[str, Any]]:
                     **rec,
                 }
             )
+        if args.assertions:
+            rows += bench_assertions(server, user_token, kind, args)
         if args.api:
             rows += bench_api(server, user_token, account, kind, args)
         if args.scale and kind == "postgres":
             rows += bench_scale(server, env, user_token, account, args)
+    return rows
+
+
+def bench_assertions(
+    server: Server, user_token: str, kind: str, args: argparse.Namespace
+) -> list[dict[str, Any]]:
+    """POST /oidc/token with private_key_jwt: an account with an Ed25519 key (signing is
+    cheap, so enough single-use assertions are made beforehand), each request its own."""
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+    from jwt.algorithms import OKPAlgorithm
+
+    key = ed25519.Ed25519PrivateKey.generate()
+    jwk = json.loads(OKPAlgorithm.to_jwk(key.public_key()))
+    base = f"{server.url}/workspace/bench/api/v1/service-accounts"
+    user = {"Authorization": f"Bearer {user_token}"}
+    with httpx.Client(timeout=30) as http:
+        account = http.post(base, headers=user, json={"name": "bench keys"}).json()
+        added = http.post(f"{base}/{account['id']}/keys", headers=user, json={"jwk": jwk})
+        added.raise_for_status()
+    kid, client_id = added.json()["kid"], account["clientId"]
+    rows = []
+    for c in args.connections:
+        count = int(args.duration * 8000) + 24_000  # more than the server can use up
+        path = Path(tempfile.mkstemp(suffix=".bodies")[1])
+        now = int(time.time())
+        with path.open("w") as out:
+            for _ in range(count):
+                claims = {
+                    "iss": client_id,
+                    "sub": client_id,
+                    "aud": f"{server.url}/oidc/token",
+                    "iat": now,
+                    "exp": now + 540,
+                    "jti": uuid.uuid4().hex,
+                }
+                signed = jwt.encode(claims, key, algorithm="EdDSA", headers={"kid": kid})
+                out.write(
+                    "grant_type=client_credentials&client_assertion_type=urn%3Aietf%3Aparams"
+                    f"%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion={signed}\n"
+                )
+        env = {**os.environ, "ASSERTION_FILE": str(path)}
+        url = f"{server.url}/oidc/token"
+        proc = subprocess.run(
+            [
+                "wrk",
+                "-t1",
+                f"-c{c}",
+                f"-d{args.duration}s",
+                "--timeout",
+                "10s",
+                "-s",
+                str(HERE / "assertion_load.lua"),
+                url,
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        path.unlink()
+        line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
+        log(line)
+        rec = {k: _num(v) for k, v in (p.split("=", 1) for p in line.split()[1:] if "=" in p)}
+        rows.append({"target": f"centrali {kind} private_key_jwt (EdDSA)", "conns": c, **rec})
     return rows
 
 
@@ -574,6 +641,9 @@ def main() -> None:
     )
     parser.add_argument("--peer", action="store_true", help="also node-oidc-provider")
     parser.add_argument("--api", action="store_true", help="also GET /records/{id}")
+    parser.add_argument(
+        "--assertions", action="store_true", help="also POST /oidc/token by private_key_jwt"
+    )
     parser.add_argument(
         "--scale",
         type=int,

@@ -1,22 +1,27 @@
 """The ``ReplayStore`` of ``private_key_jwt`` assertions: each ``jti`` once, across every
 worker and instance, until the assertion expires.
 
-In the database by default (``client_assertion_jtis``: an INSERT that a second use of the
-same key cannot repeat, in a worker thread), or in Redis when ``CENTRALI_REDIS_URL`` is set
-(``SET key NX EXAT``: one round trip, expiry by Redis). A store that does not answer is
+In the database by default (``client_assertion_jtis``: ``SqlReplayStore.use_many`` stores the
+keys of many requests in one ``INSERT … ON CONFLICT DO NOTHING RETURNING key`` transaction;
+web.runtime gathers the requests of the moment into it on a thread of its own, so a busy
+worker does not pay one write transaction per request),
+or in Redis when ``CENTRALI_REDIS_URL`` is set (``SET key NX EXAT``: one round trip, expiry by
+Redis). A store that does not answer is
 ``StoreUnavailableError`` (503): an assertion that cannot be checked is not let through.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import math
 import time
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, insert
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy import delete
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import SQLAlchemyError
 
 from centrali.store.client_store import StoreUnavailableError
 from centrali.store.db import Database
@@ -34,11 +39,23 @@ class SqlReplayStore:
         self._db = db
         self._pruned_at = 0.0
 
-    async def use_once(self, key: str, expires_at: float) -> bool:
-        return await asyncio.to_thread(self._use_once, replay_key(key), expires_at)
-
-    def _use_once(self, key: str, expires_at: float) -> bool:
+    def use_many(self, keys: Sequence[tuple[str, int]]) -> list[bool]:
+        """One transaction for many (key, expires at) pairs, keys already hashed
+        (replay_key): True for each key stored now, False for one that was already there
+        (or repeats an earlier key of the same call). Blocking."""
+        if not keys:
+            return []
         now = time.time()
+        first: dict[str, int] = {}
+        for key, expires_at in keys:
+            first.setdefault(key, expires_at)
+        insert = pg_insert if self._db.engine.dialect.name == "postgresql" else sqlite_insert
+        stmt = (
+            insert(ClientAssertionJti)
+            .values([{"key": k, "expires_at": e} for k, e in first.items()])
+            .on_conflict_do_nothing(index_elements=["key"])
+            .returning(ClientAssertionJti.key)
+        )
         try:
             with self._db.write() as session:
                 if now - self._pruned_at >= PRUNE_EVERY:
@@ -46,14 +63,14 @@ class SqlReplayStore:
                     session.execute(
                         delete(ClientAssertionJti).where(ClientAssertionJti.expires_at < int(now))
                     )
-                session.execute(
-                    insert(ClientAssertionJti).values(key=key, expires_at=math.ceil(expires_at))
-                )
-        except IntegrityError:
-            return False  # already used (on this instance or another)
+                stored = set(session.execute(stmt).scalars())
         except SQLAlchemyError as exc:
             raise StoreUnavailableError(type(exc).__name__) from exc
-        return True
+        answers = []
+        for key, _ in keys:
+            answers.append(key in stored)
+            stored.discard(key)  # a second use in the same batch is a replay too
+        return answers
 
 
 class RedisReplayStore:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Sequence
 from contextlib import suppress
@@ -31,7 +32,7 @@ from centrali.services.token_failures import TokenFailureCounter
 from centrali.store import audit_queries
 from centrali.store.client_store import SqlClientStore
 from centrali.store.db import Database
-from centrali.store.replay import SqlReplayStore
+from centrali.store.replay import SqlReplayStore, replay_key
 from centrali.store.repositories import AccountGrants, read_records, service_accounts_grants
 from centrali.web.batching import TurnBatch
 
@@ -129,6 +130,20 @@ class _BatchedClients:
         return await self._batch.find(client_id)
 
 
+class _BatchedReplay:
+    """The database ReplayStore: the assertion ids of the moment stored in one transaction,
+    on a thread of its own (web.batching)."""
+
+    def __init__(self, store: SqlReplayStore) -> None:
+        self._batch: TurnBatch[tuple[str, int], bool] = TurnBatch(store.use_many, name="replay")
+
+    async def use_once(self, key: str, expires_at: float) -> bool:
+        return await self._batch.find((replay_key(key), math.ceil(expires_at)))
+
+    async def close(self) -> None:
+        self._batch.close()
+
+
 class _PublicClients:
     """The pipeline's PublicClientLookup: a store read, in a worker thread."""
 
@@ -197,7 +212,7 @@ def build_replay_store(settings: Settings, db: Database) -> ReplayStore:
         from centrali.store.replay import RedisReplayStore  # only when configured
 
         return RedisReplayStore(settings.redis_url)
-    return SqlReplayStore(db)
+    return _BatchedReplay(SqlReplayStore(db))
 
 
 def build_limiter(settings: Settings) -> TokenLimiter | None:
