@@ -32,6 +32,7 @@ SECRET_RE = re.compile(r"^sk_[0-9a-f]{64}$")
 ISO_UTC_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
 # The contract: "400/422 for invalid bodies".
 INVALID_BODY = {400, 422}
+UNSUPPORTED_TYPE = 415  # a body sent as anything but JSON
 NOT_FOUND = {"error": "not_found", "message": "Service account not found"}
 ACCOUNT_FIELDS = {
     "id",
@@ -838,7 +839,7 @@ def test_create_with_bad_body_is_refused_and_creates_nothing(
     env.create(name="Existing")
     before = env.state()
     r = env.call("POST", BASE, raw=raw, content_type=content_type)
-    assert_error(r, INVALID_BODY)
+    assert_error(r, INVALID_BODY if content_type == "application/json" else UNSUPPORTED_TYPE)
     assert env.state() == before
 
 
@@ -868,7 +869,7 @@ def test_rename_with_bad_body_is_refused_and_changes_nothing(
     account = env.create(name="Original", description="Kept")
     before = env.state()
     r = env.call("PUT", f"{BASE}/{account['id']}/name", raw=raw, content_type=content_type)
-    assert_error(r, INVALID_BODY)
+    assert_error(r, INVALID_BODY if content_type == "application/json" else UNSUPPORTED_TYPE)
     assert env.state() == before
     assert env.get(account["id"]).json()["name"] == "Original"
 
@@ -893,7 +894,7 @@ def test_describe_with_bad_body_is_refused_and_changes_nothing(
     account = env.create(name="Original", description="Kept")
     before = env.state()
     r = env.call("PUT", f"{BASE}/{account['id']}/description", raw=raw, content_type=content_type)
-    assert_error(r, INVALID_BODY)
+    assert_error(r, INVALID_BODY if content_type == "application/json" else UNSUPPORTED_TYPE)
     assert env.state() == before
     assert env.get(account["id"]).json()["description"] == "Kept"
 
@@ -919,7 +920,7 @@ def test_set_groups_with_bad_body_is_refused_and_changes_nothing(
     account = env.create(name="Original")
     before = env.state()
     r = env.call("PUT", f"{BASE}/{account['id']}/groups", raw=raw, content_type=content_type)
-    assert_error(r, INVALID_BODY)
+    assert_error(r, INVALID_BODY if content_type == "application/json" else UNSUPPORTED_TYPE)
     assert env.state() == before
     assert env.get(account["id"]).json()["groups"] == ["api-users"]
 

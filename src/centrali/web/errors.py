@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import FastAPI
+from fastapi import FastAPI, params
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -44,8 +44,33 @@ async def _on_api_error(_request: Request, exc: Exception) -> Response:
     return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers())
 
 
-async def _on_validation_error(_request: Request, exc: Exception) -> Response:
+def _not_json(request: Request, exc: RequestValidationError) -> str | None:
+    """The Content-Type of a body FastAPI did not read as JSON (it reads JSON when the type
+    is ``application/json``, ``application/*+json`` or absent), or None. Such a body reaches
+    validation as raw bytes; the client needs the content type named, not pydantic's
+    "Input should be a valid dictionary"."""
+    content_type = request.headers.get("content-type")
+    if not content_type:
+        return None
+    kind = content_type.split(";", 1)[0].strip().lower()
+    if kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json")):
+        return None
+    route = request.scope.get("route")
+    body_field = getattr(route, "body_field", None)
+    if body_field is None or isinstance(body_field.field_info, params.Form):
+        return None  # not a JSON route: a form route's errors are its fields'
+    if not any(tuple(error.get("loc", ()))[:1] == ("body",) for error in exc.errors()):
+        return None
+    return (kind or content_type)[:100]
+
+
+async def _on_validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
+    sent = _not_json(request, exc)
+    if sent is not None:
+        message = f"The body must be JSON sent with Content-Type: application/json, not {sent}"
+        body = {"error": "unsupported_media_type", "message": message}
+        return JSONResponse(body, status_code=415)
     message, field = _validation_message(exc)
     body = {"error": "invalid_request", "message": message}
     if field:

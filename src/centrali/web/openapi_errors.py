@@ -35,5 +35,6 @@ API_ERRORS: dict[int | str, dict[str, Any]] = {
     408: _error("request_timeout: the body came too slowly"),
     409: _error("conflict"),
     413: _error("payload_too_large"),
+    415: _error("unsupported_media_type: a body sent as anything but application/json"),
     503: _error("service_unavailable: the store did not answer (Retry-After)"),
 }
