@@ -1350,6 +1350,20 @@ def test_repr_and_errors_never_contain_the_secret(backend: Backend) -> None:
     assert all("sk_" not in text for text in texts), texts
 
 
+EXPORTED = [
+    "AsyncCentraliClient",
+    "AsyncTokenProvider",
+    "CentraliAPIError",
+    "CentraliAuth",
+    "CentraliAuthError",
+    "CentraliClient",
+    "CentraliCredentialError",
+    "CentraliError",
+    "TokenProvider",
+    "__version__",
+]
+
+
 def test_import_centrali_loads_only_the_client() -> None:
     script = (
         "import json, sys\n"
@@ -1369,9 +1383,9 @@ def test_import_centrali_loads_only_the_client() -> None:
         "centrali",
         "centrali.client",
     ]
-    assert report["all"] == ["CentraliClient", "__version__"]
+    assert report["all"] == EXPORTED
 
 
 def test_package_exports_the_client() -> None:
-    assert centrali.__all__ == ["CentraliClient", "__version__"]
+    assert centrali.__all__ == EXPORTED
     assert centrali.CentraliClient is CentraliClient
