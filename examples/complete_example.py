@@ -1,8 +1,10 @@
 """The guide's "Complete Example: Python Script", unchanged but for the URLs and credentials,
-which come from the environment:
+which come from the environment. It uses ``requests``, which the package itself does not
+need: install the ``examples`` extra first.
 
+    .venv/bin/pip install -e ".[examples]"        # requests, for this script
     CENTRALI_URL=http://127.0.0.1:8000 CENTRALI_CLIENT_ID=ci_… CENTRALI_CLIENT_SECRET=sk_… \
-    CENTRALI_WORKSPACE=acme-corp python examples/complete_example.py
+    CENTRALI_WORKSPACE=acme-corp .venv/bin/python examples/complete_example.py
 
 The workspace needs a ``products`` structure (see the README's workspace API section).
 """
