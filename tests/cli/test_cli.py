@@ -5,10 +5,12 @@ Expected failures are one line on stderr and exit 1 (2 for usage errors), never 
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
 import signal
+import stat
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,6 +26,8 @@ from sqlalchemy import create_engine, inspect, text
 
 from centrali.cli import cli
 from centrali.config import Settings
+from centrali.store.db import Database
+from centrali.store.tables import ServerSetting
 from centrali.web.app import create_app
 
 JWT_LINE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\n$")
@@ -335,6 +339,15 @@ def serve_in_process(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str,
     os.environ.update(environ)
 
 
+def other_warnings(result: Result) -> list[str]:
+    """The start-up warnings but the master key's (these tests run without one)."""
+    return [
+        line
+        for line in result.stderr.splitlines()
+        if "WARNING" in line and "CENTRALI_MASTER_KEY is not set" not in line
+    ]
+
+
 @pytest.mark.parametrize(("ttl", "warned"), [("1", True), ("59", True), ("60", False)])
 def test_serve_warns_once_when_tokens_live_under_a_minute(
     run: Run, serve_in_process: list[dict[str, Any]], ttl: str, warned: bool
@@ -342,7 +355,7 @@ def test_serve_warns_once_when_tokens_live_under_a_minute(
     result = run("serve", "--token-ttl", ttl, env={"CENTRALI_SIGNING_ALG": "EdDSA"})
     ok(result)
     assert len(serve_in_process) == 1
-    warnings = [line for line in result.stderr.splitlines() if "WARNING" in line]
+    warnings = other_warnings(result)
     if warned:
         assert len(warnings) == 1, result.stderr
         assert f"CENTRALI_TOKEN_TTL is {ttl} s" in warnings[0]
@@ -419,7 +432,7 @@ def test_serve_opt_out_of_the_proxy_check_is_said_at_start(
 ) -> None:
     result = run("serve", "--issuer", "https://auth.example", env={"CENTRALI_PROXY_CHECK": "0"})
     ok(result)
-    warnings = [line for line in result.stderr.splitlines() if "WARNING" in line]
+    warnings = other_warnings(result)
     assert len(warnings) == 1 and "CENTRALI_FORWARDED_ALLOW_IPS" in warnings[0], result.stderr
 
 
@@ -439,3 +452,77 @@ def test_the_proxy_check_passes_everything_else(values: dict[str, Any], tmp_path
     defaults: dict[str, Any] = {"ssl_certfile": "", "forwarded_allow_ips": ""}  # not the shell's
     settings = Settings(data_dir=tmp_path, **{**defaults, **values})
     assert proxy_address_refusal(settings) is None
+
+
+# --- private keys at rest: the store's files, the master key -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("master_key", "warned"),
+    [("", True), (base64.b64encode(bytes(range(32))).decode(), False)],
+    ids=["no-master-key", "master-key"],
+)
+def test_serve_warns_once_without_a_master_key(
+    run: Run, serve_in_process: list[dict[str, Any]], master_key: str, warned: bool
+) -> None:
+    env = {"CENTRALI_SIGNING_ALG": "EdDSA"}
+    if master_key:
+        env["CENTRALI_MASTER_KEY"] = master_key
+    result = run("serve", env=env)
+    ok(result)
+    assert len(serve_in_process) == 1
+    warnings = [line for line in result.stderr.splitlines() if "WARNING" in line]
+    if warned:
+        assert len(warnings) == 1, result.stderr
+        assert warnings[0].startswith("centrali: WARNING: CENTRALI_MASTER_KEY is not set")
+        assert "centrali keys encrypt" in warnings[0]
+    else:
+        assert warnings == [], result.stderr
+
+
+@pytest.fixture
+def usual_umask() -> Iterator[None]:
+    """The umask most hosts run with (0022: files 0644, directories 0755 unless told)."""
+    before = os.umask(0o022)
+    yield
+    os.umask(before)
+
+
+def file_mode(path: Path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+@pytest.mark.usefixtures("usual_umask")
+def test_a_new_sqlite_store_is_for_the_servers_user_only(run: Run, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    env = {"CENTRALI_DATA_DIR": str(data), "CENTRALI_SIGNING_ALG": "EdDSA"}
+    ok(run("workspace", "create", "acme-corp", store=False, env=env))
+    database = data / "centrali.db"
+    assert file_mode(data) == 0o700
+    assert file_mode(database) == 0o600
+    # A server writing: SQLite's -wal and -shm files (there while a connection is open).
+    db = Database(Settings(data_dir=data).database_url)
+    try:
+        with db.write() as session:
+            session.add(ServerSetting(name="test-write", value="x"))
+        for suffix in ("-wal", "-shm"):
+            assert file_mode(Path(f"{database}{suffix}")) == 0o600, suffix
+    finally:
+        db.dispose()
+
+
+@pytest.mark.usefixtures("usual_umask")
+def test_a_store_made_readable_before_loses_group_and_other_access(
+    run: Run, tmp_path: Path
+) -> None:
+    """Stores made before this fix are 0644: the next start takes that away. The directory,
+    maybe the operator's, keeps its mode (nothing in it is readable through it)."""
+    data = tmp_path / "data"
+    data.mkdir(mode=0o755)
+    env = {"CENTRALI_DATA_DIR": str(data), "CENTRALI_SIGNING_ALG": "EdDSA"}
+    ok(run("workspace", "create", "acme-corp", store=False, env=env))
+    database = data / "centrali.db"
+    os.chmod(database, 0o644)
+    ok(run("workspace", "create", "globex", store=False, env=env))
+    assert file_mode(database) == 0o600
+    assert file_mode(data) == 0o755

@@ -22,9 +22,12 @@ from sqlalchemy import select
 
 from centrali.cli import cli
 from centrali.oauth.keys import SUPPORTED_ALGS, load_signing_key
+from centrali.oauth.keywrap import MasterKeyError
 from centrali.services import keys as svc_keys
+from centrali.services.ticket_key import SETTING as TICKET_SETTING
+from centrali.services.ticket_key import load_ticket_key
 from centrali.store.db import Database
-from centrali.store.tables import SigningKeyRow
+from centrali.store.tables import ServerSetting, SigningKeyRow
 from tests.cli.test_cli import Run, assert_fails, ok
 
 MASTER = base64.b64encode(bytes(range(32))).decode()
@@ -284,6 +287,27 @@ def test_encrypt_rewrites_every_plaintext_key(run: Run, store: Database) -> None
     assert ok(run("keys", "encrypt", env=env)) == ""
     assert [k["encrypted"] for k in listed(run, env)] == [True, True]
     assert_fails(run("keys", "list"), "is encrypted", code=2)
+
+
+def test_encrypt_encrypts_the_login_ticket_key_too(run: Run, store: Database) -> None:
+    listed(run)  # the store, with its ticket key in clear (no master key)
+
+    def stored() -> str:
+        with store.read() as session:
+            row = session.get(ServerSetting, TICKET_SETTING)
+            assert row is not None
+            return row.value
+
+    before = load_ticket_key(store, None)
+    assert not stored().startswith("enc:v1:")
+    env = {"CENTRALI_MASTER_KEY": MASTER}
+    ok(run("keys", "encrypt", env=env))
+    assert stored().startswith("enc:v1:")
+    assert load_ticket_key(store, base64.b64decode(MASTER)) == before  # the same key
+    with pytest.raises(MasterKeyError):
+        load_ticket_key(store, None)
+    ok(run("keys", "encrypt", env=env))  # nothing left to encrypt: unchanged
+    assert load_ticket_key(store, base64.b64decode(MASTER)) == before
 
 
 def test_every_algorithm_can_be_rotated_in(run: Run) -> None:

@@ -123,8 +123,13 @@ def retire(settings: Settings, kid: str | None, force: bool) -> None:
 @keys.command("encrypt")
 @with_settings
 def encrypt(settings: Settings) -> None:
-    """Encrypt every plaintext private key under CENTRALI_MASTER_KEY (one transaction);
-    print the kids encrypted."""
+    """Encrypt every plaintext private key under CENTRALI_MASTER_KEY (one transaction),
+    and the login-ticket key; print the kids encrypted."""
     policy = svc.KeyPolicy.from_settings(settings)
-    for kid in svc.encrypt_signing_keys(open_store(settings), policy):
+    db = open_store(settings)
+    for kid in svc.encrypt_signing_keys(db, policy):
         click.echo(kid)
+    if policy.master_key is not None:
+        from centrali.services.ticket_key import encrypt_ticket_key
+
+        encrypt_ticket_key(db, policy.master_key)

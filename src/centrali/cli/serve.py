@@ -52,6 +52,7 @@ def serve(settings: Settings) -> None:
         plain_http_warning(settings),
         short_token_ttl_warning(settings),
         proxy_check_off_warning(settings),
+        no_master_key_warning(settings),
     )
     for warning in warnings:
         if warning:
@@ -114,6 +115,17 @@ def proxy_check_off_warning(settings: Settings) -> str | None:
     return (
         "CENTRALI_PROXY_CHECK=false and no CENTRALI_FORWARDED_ALLOW_IPS: behind a proxy every "
         "client shares the proxy's address and its abuse limits."
+    )
+
+
+def no_master_key_warning(settings: Settings) -> str | None:
+    """Without a master key the private keys sit in the store in clear: whoever reads the
+    store (a backup, a database login, a readable file) can sign tokens."""
+    if settings.master_key.get_secret_value():
+        return None
+    return (
+        "CENTRALI_MASTER_KEY is not set: the private signing keys are stored unencrypted; "
+        "set it and run `centrali keys encrypt`."
     )
 
 

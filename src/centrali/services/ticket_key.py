@@ -17,7 +17,12 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from centrali.oauth.authorize import TICKET_KEY_BYTES, new_ticket_key
-from centrali.oauth.keywrap import MasterKeyError, unwrap_private_key, wrap_private_key
+from centrali.oauth.keywrap import (
+    MasterKeyError,
+    is_wrapped,
+    unwrap_private_key,
+    wrap_private_key,
+)
 from centrali.store.db import Database
 from centrali.store.tables import ServerSetting
 
@@ -34,6 +39,17 @@ def ensure_ticket_key(db: Database, master_key: bytes | None) -> None:
         insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
         stmt = insert(ServerSetting).values(name=SETTING, value=encoded)
         session.execute(stmt.on_conflict_do_nothing(index_elements=["name"]))
+
+
+def encrypt_ticket_key(db: Database, master_key: bytes) -> bool:
+    """Re-store a plaintext ticket key encrypted under the master key (``centrali keys
+    encrypt``); whether there was one to encrypt."""
+    with db.write() as session:
+        row = session.get(ServerSetting, SETTING, with_for_update=True)
+        if row is None or is_wrapped(row.value):
+            return False
+        row.value = wrap_private_key(row.value, master_key=master_key, kid=_AAD)
+    return True
 
 
 def load_ticket_key(db: Database, master_key: bytes | None) -> bytes:

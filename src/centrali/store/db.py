@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,6 +15,14 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# The SQLite store holds the private signing keys (in clear without CENTRALI_MASTER_KEY) and
+# the login-ticket key: for the server's user only, whatever the process umask.
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+# The files SQLite keeps beside the database; it creates them with the database's mode.
+SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
+
+log = logging.getLogger("centrali.store")
 
 
 def normalize_url(url: str) -> str:
@@ -28,7 +39,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
         database = make_url(url).database
         if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            make_private_sqlite_file(Path(database))
         kwargs.setdefault("pool_size", 16)
         kwargs.setdefault("max_overflow", 48)
         engine = create_engine(
@@ -53,6 +64,41 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     kwargs.setdefault("pool_timeout", 5)
     kwargs.setdefault("connect_args", {"connect_timeout": 5})
     return create_engine(url, **kwargs)
+
+
+def make_private_sqlite_file(database: Path) -> None:
+    """The database file, made before SQLite opens it, readable by this user only: a
+    missing directory is created 0700 and a missing file 0600 (the -wal, -shm and -journal
+    files SQLite creates later take the database file's mode).
+
+    Files already there with group or other bits (every store made before this, under the
+    usual 0022 umask) lose those bits: they hold the keys, and SQLite would hand the same
+    mode on to its new -wal/-shm files. An existing directory is left as it is: it may be
+    the operator's (a volume, /var/lib/...), and 0600 files inside it are not readable
+    through it anyway."""
+    directory = database.parent
+    if not directory.is_dir():
+        directory.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
+        os.chmod(directory, PRIVATE_DIR_MODE)  # mkdir's mode is subject to the umask
+    try:
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE))
+    except FileExistsError:
+        pass  # an existing store (or another worker made it just now): tightened below
+    for path in (database, *(Path(f"{database}{suffix}") for suffix in SQLITE_SIDE_FILES)):
+        _restrict_to_owner(path)
+
+
+def _restrict_to_owner(path: Path) -> None:
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return
+    if not mode & 0o077:
+        return
+    try:
+        os.chmod(path, mode & ~0o077)
+    except PermissionError:  # not the file's owner: say so, the store still opens
+        log.warning("cannot make %s private (mode %o): chmod go-rwx it", path, mode)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
