@@ -6,17 +6,23 @@ reads its secret once, reloads and finds it gone, gets a token with it over HTTP
 (the old secret is refused, the new one works), revokes, activates, edits, deletes with
 confirmation, and reads the audit log. A second scenario manages several secrets of one
 account: adds one (shown once), rotates with a grace period, deletes one (and is refused the
-last one), and finds "last used" and the expiry badge in the list. Each page is saved as a
-screenshot under ``test-artifacts/console/<store>/`` (``.../secrets/<store>/`` for the
-second); with ``CENTRALI_UPDATE_DOCS_SCREENSHOT=1`` the service-account list also goes to
-``docs/console-service-accounts.png`` and the secrets of an account to
-``docs/console-secrets.png`` for the README.
+last one), and finds "last used" and the expiry badge in the list. A third adds keys (a PEM
+converted in the browser, a JWK) and a federated credential from the GitHub Actions preset,
+gets a token with a private_key_jwt assertion, and is refused deleting the last credential.
+Each page is saved as a screenshot under ``test-artifacts/console/<store>/``
+(``.../secrets/<store>/`` and ``.../keys/<store>/`` for the others); with
+``CENTRALI_UPDATE_DOCS_SCREENSHOT=1`` the service-account list also goes to
+``docs/console-service-accounts.png``, the secrets of an account to
+``docs/console-secrets.png`` and its keys and federated credentials to
+``docs/console-keys.png`` for the README.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import time
@@ -38,6 +44,9 @@ ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "console"
 DOCS_SCREENSHOT = ROOT / "docs" / "console-service-accounts.png"
 DOCS_SECRETS_SCREENSHOT = ROOT / "docs" / "console-secrets.png"
+DOCS_KEYS_SCREENSHOT = ROOT / "docs" / "console-keys.png"
+GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 WORKSPACE = "acme-corp"
 ADMIN = "admin@acme.test"
 PASSWORD = "correct horse battery staple"
@@ -101,6 +110,8 @@ def shots(request: pytest.FixtureRequest) -> Shots:
     folder = ARTIFACTS / backend
     if request.node.originalname == "test_console_manages_secrets":
         folder = ARTIFACTS / "secrets" / backend
+    elif request.node.originalname == "test_console_manages_keys_and_federated_credentials":
+        folder = ARTIFACTS / "keys" / backend
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     return Shots(folder)
@@ -618,6 +629,295 @@ def test_console_manages_secrets(
     assert time.monotonic() - started_at < BUDGET_SECONDS
 
 
+@pytest.mark.e2e
+def test_console_manages_keys_and_federated_credentials(
+    started_at: float, console_server: Server, browser_page: tuple[Any, list[str]], shots: Shots
+) -> None:
+    """Keys and federated credentials of one account: a private key and a weak key refused
+    (the first in the browser, the second by the server, in words), an RSA key pasted as PEM
+    (turned into a JWK in the browser, listed by its thumbprint) and an EC key as a JWK with
+    an expiry; a token with a private_key_jwt assertion signed by the RSA key; a federated
+    credential from the GitHub Actions preset (the issuer is not contacted); the secret, the
+    EC key and the federated credential deleted with confirmation, and the last key refused."""
+    import jwt
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+    from playwright.sync_api import expect
+
+    from centrali.oauth.keys import thumbprint
+
+    server = console_server
+    page, problems = browser_page
+    base = server.base_url
+    expect.set_options(timeout=STEP_TIMEOUT_MS)
+    user_token = cli_inproc(server.env, "user", "token", ADMIN, "--workspace", WORKSPACE).strip()
+    api = f"/workspace/{WORKSPACE}/api/v1/service-accounts"
+
+    def management(method: str, path: str, **kwargs: Any) -> httpx.Response:
+        with server.client() as http:
+            http.headers["Authorization"] = f"Bearer {user_token}"
+            return http.request(method, f"{api}{path}", **kwargs)
+
+    def public_pem(key: Any) -> str:
+        return str(
+            key.public_key()
+            .public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            .decode()
+        )
+
+    with server.client() as http:
+        issuer = http.get("/.well-known/openid-configuration").json()["issuer"]
+
+    def key_token(key: Any, kid: str, client_id: str) -> httpx.Response:
+        now = int(time.time())
+        claims = {
+            "iss": client_id,
+            "sub": client_id,
+            "aud": f"{issuer}/oidc/token",
+            "iat": now,
+            "exp": now + 300,
+            "jti": secrets.token_urlsafe(16),
+        }
+        assertion = jwt.encode(claims, key, algorithm="RS256", headers={"kid": kid})
+        with server.client() as http:
+            return http.post(
+                "/oidc/token",
+                data={
+                    "grant_type": "client_credentials",
+                    "client_assertion_type": ASSERTION_TYPE,
+                    "client_assertion": assertion,
+                },
+            )
+
+    created = management("POST", "", json={"name": "Deploy bot"})
+    assert created.status_code == 201, created.text
+    account_id, client_id = created.json()["id"], created.json()["clientId"]
+    page.goto(f"{base}/console")
+    sign_in(page)
+    page.get_by_role("link", name="Deploy bot").click()
+    expect(page.locator("#no-keys")).to_have_text("This account has no keys.")
+    expect(page.locator("#no-federated")).to_be_visible()
+    keys_slot, federated_slot = page.locator("#keys-slot"), page.locator("#federated-slot")
+    key_rows = page.locator("#keys tbody tr")
+
+    # --- a private key never leaves the browser ------------------------------------------
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    posted_keys: list[str] = []
+    page.on(
+        "request",
+        lambda r: (
+            posted_keys.append(r.post_data or "")
+            if r.method == "POST" and r.url.endswith("/keys")
+            else None
+        ),
+    )
+    private_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    page.locator("#key-text").fill(private_pem)
+    page.locator("#add-key").click()
+    expect(keys_slot.locator("[role=alert]")).to_contain_text(
+        "The key was not added. This is a private key"
+    )
+    private_jwk = RSAAlgorithm.to_jwk(key, as_dict=True)
+    page.locator("#key-text").fill(json.dumps(private_jwk))
+    page.locator("#add-key").click()
+    expect(keys_slot.locator("[role=alert]")).to_contain_text("holds a private key (d, p, q")
+    assert posted_keys == []
+
+    # --- a 1024-bit RSA key: the server's reason, as a sentence ---------------------------
+    weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    page.locator("#key-text").fill(public_pem(weak))
+    page.locator("#add-key").click()
+    alert = keys_slot.locator("[role=alert]")
+    expect(alert).to_contain_text("2048 to 8192 bits, not 1024")
+    alert_text = alert.inner_text().strip()
+    assert alert_text.startswith("The key was not added. The server did not accept this:")
+    assert alert_text.endswith(".") and "{" not in alert_text, alert_text
+    assert len(posted_keys) == 1
+    shots(page, "weak-key-refused", full_page=False)
+
+    # --- the RSA key as PEM: a JWK made in the browser, listed by its thumbprint -----------
+    kid = thumbprint(RSAAlgorithm.to_jwk(key.public_key(), as_dict=True))
+    with page.expect_request(f"{base}{api}/{account_id}/keys") as posted:
+        page.locator("#key-text").fill(public_pem(key))
+        page.locator("#add-key").click()
+    sent = posted.value.post_data_json
+    assert set(sent) == {"jwk"} and sent["jwk"]["alg"] == "RS256", sent
+    assert set(sent["jwk"]) == {"kty", "n", "e", "alg"}, sent
+    expect(keys_slot.locator("[role=status]")).to_contain_text(f"key ID {kid} (RS256)")
+    row = page.locator(f"#keys tbody tr[data-kid='{kid}']")
+    expect(row.locator(".kid")).to_have_text(kid)
+    expect(row.locator(".alg")).to_have_text("RS256 (RSA)")
+    expect(row.locator(".expires")).to_have_text("never")
+    expect(row.locator(".last-used")).to_have_text("never")
+    expect(row).to_contain_text("you")
+    expect(page.locator("#key-text")).to_have_value("")
+
+    # --- an EC key pasted as a JWK, expiring in 20 days ----------------------------------
+    ec_key = ec.generate_private_key(ec.SECP256R1())
+    ec_jwk = ECAlgorithm.to_jwk(ec_key.public_key(), as_dict=True)
+    ec_kid = thumbprint(ec_jwk)
+    expiry_day = (datetime.now(UTC) + timedelta(days=20)).date().isoformat()
+    page.locator("#key-text").fill(json.dumps(ec_jwk, indent=2))
+    page.locator("#key-expires").fill(expiry_day)
+    page.locator("#add-key").click()
+    ec_row = page.locator(f"#keys tbody tr[data-kid='{ec_kid}']")
+    expect(ec_row.locator(".alg")).to_have_text("ES256 (EC)")
+    expect(ec_row.locator(".expires time")).to_have_attribute(
+        "datetime", re.compile(rf"^{expiry_day}T00:00")
+    )
+    expect(key_rows).to_have_count(2)
+    # The account's details follow: its first credential expiry is now the EC key's.
+    expect(
+        page.locator("#details dt", has_text="Credentials expire")
+        .locator("xpath=following-sibling::dd[1]")
+        .locator("time")
+    ).to_have_attribute("datetime", re.compile(rf"^{expiry_day}T00:00"))
+
+    # --- a token with a private_key_jwt assertion signed by the RSA key --------------------
+    token = key_token(key, kid, client_id)
+    assert token.status_code == 200, token.text
+    assert token.json()["access_token"]
+
+    # --- a federated credential from the GitHub Actions preset ---------------------------
+    # The Kubernetes preset first: the issuer left to fill in, with a hint where to find it.
+    page.locator("#preset-kubernetes").click()
+    expect(page.locator("#federated-issuer")).to_have_value("")
+    expect(page.locator("#federated-issuer")).to_be_focused()
+    expect(page.locator("#federated-subject")).to_have_value("system:serviceaccount:NAMESPACE:NAME")
+    expect(page.locator("#federated-hint")).to_contain_text("kubectl get --raw")
+    page.locator("#preset-github").click()
+    expect(page.locator("#federated-name")).to_have_value("GitHub Actions")
+    expect(page.locator("#federated-issuer")).to_have_value(GITHUB_ISSUER)
+    expect(page.locator("#federated-subject")).to_have_value("repo:ORG/REPO:ref:refs/heads/main")
+    audience = page.locator("#federated-audience")
+    expect(audience).to_have_value("")
+    expect(audience).to_have_attribute("placeholder", issuer)
+    expect(page.locator("#federated-hint")).to_contain_text("id-token: write")
+    selection = (
+        "() => [document.activeElement.id, document.activeElement.value.slice("
+        "document.activeElement.selectionStart, document.activeElement.selectionEnd)]"
+    )
+    assert page.evaluate(selection) == ["federated-subject", "ORG/REPO"]
+    # Sent as it stands, the template is caught here, its placeholder selected again.
+    page.locator("#add-federated").click()
+    expect(federated_slot.locator("[role=alert]")).to_contain_text(
+        "Replace ORG/REPO in the subject with your own."
+    )
+    assert page.evaluate(selection) == ["federated-subject", "ORG/REPO"]
+    page.keyboard.type("acme/billing")
+    subject = "repo:acme/billing:ref:refs/heads/main"
+    expect(page.locator("#federated-subject")).to_have_value(subject)
+    shots(page, "federated-github-preset")
+    # Created without a word to the issuer (its keys are read at the first token request).
+    with page.expect_response(f"{base}{api}/{account_id}/federated-credentials") as answer:
+        page.locator("#add-federated").click()
+    assert answer.value.status == 201
+    assert answer.value.request.post_data_json == {
+        "name": "GitHub Actions",
+        "issuer": GITHUB_ISSUER,
+        "subject": subject,
+    }
+    expect(federated_slot.locator("[role=status]")).to_contain_text("was added")
+    federated_rows = page.locator("#federated tbody tr")
+    expect(federated_rows).to_have_count(1)
+    github = federated_rows.first
+    expect(github.locator(".name")).to_have_text("GitHub Actions")
+    expect(github.locator(".issuer")).to_have_text(GITHUB_ISSUER)
+    expect(github.locator(".subject-claim")).to_have_text(subject)
+    expect(github.locator(".audience")).to_have_text(f"{issuer} (this server)")
+    expect(github.locator(".expires")).to_have_text("never")
+    expect(page.locator("#federated-issuer")).to_have_value("")
+    [stored] = management("GET", f"/{account_id}/federated-credentials").json()["data"]
+    assert (stored["issuer"], stored["subject"], stored["audience"]) == (
+        GITHUB_ISSUER,
+        subject,
+        issuer,
+    )
+    shots(page, "keys-and-federated")
+    if os.environ.get("CENTRALI_UPDATE_DOCS_SCREENSHOT"):
+        # From the Keys heading to the end of the federated credentials' table, in page
+        # coordinates (bounding boxes are the viewport's).
+        top, end = page.evaluate(
+            "() => [document.querySelector('#keys-section').getBoundingClientRect().top,"
+            " document.querySelector('#federated').getBoundingClientRect().bottom]"
+            ".map((y) => y + window.scrollY)"
+        )
+        page.screenshot(
+            path=str(DOCS_KEYS_SCREENSHOT),
+            clip={"x": 0, "y": top - 12, "width": 1280, "height": end - top + 36},
+            full_page=True,
+        )
+
+    # --- the secret goes: the keys and the federated credential remain --------------------
+    page.locator("#secrets tbody tr [data-delete-secret]").click()
+    page.get_by_role("dialog").get_by_role("button", name="Delete secret").click()
+    expect(page.locator("#secrets-slot [role=status]")).to_contain_text("was deleted")
+    expect(page.locator("#no-secrets")).to_be_visible()
+
+    # --- the EC key: declined once, then deleted -------------------------------------------
+    ec_row.locator("[data-delete-key]").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text(ec_kid)
+    expect(dialog).to_contain_text("refused at once")
+    shots(page, "key-delete-confirm", full_page=False)
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(page.get_by_role("dialog")).to_have_count(0)
+    expect(key_rows).to_have_count(2)
+    ec_row.locator("[data-delete-key]").click()
+    page.get_by_role("dialog").get_by_role("button", name="Delete key").click()
+    expect(keys_slot.locator("[role=status]")).to_have_text(f"The key {ec_kid} was deleted.")
+    expect(key_rows).to_have_count(1)
+
+    # --- the federated credential ---------------------------------------------------------
+    github.locator("[data-delete-federated]").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text(GITHUB_ISSUER)
+    dialog.get_by_role("button", name="Delete federated credential").click()
+    expect(federated_slot.locator("[role=status]")).to_contain_text("was deleted")
+    expect(page.locator("#no-federated")).to_be_visible()
+
+    # --- the RSA key is the last working credential: refused, the server's reason ---------
+    row.locator("[data-delete-key]").click()
+    page.get_by_role("dialog").get_by_role("button", name="Delete key").click()
+    alert = keys_slot.locator("[role=alert]")
+    expect(alert).to_have_text(
+        f"The key {kid} was not deleted. This is the account's last live credential; "
+        "add another one first, or delete the account."
+    )
+    alert_text = alert.inner_text().strip()
+    assert alert_text.endswith(".") and "{" not in alert_text, alert_text
+    expect(key_rows).to_have_count(1)
+    shots(page, "last-key-refused")
+    assert key_token(key, kid, client_id).status_code == 200
+
+    # --- the audit log names the changes, never key material ------------------------------
+    page.locator("#nav").get_by_role("link", name="Audit log").click()
+    expect(page.locator("#audit-events tbody tr").first).to_be_visible()
+    audit_text = page.locator("#audit-events").inner_text()
+    for label in [
+        "Key added",
+        "Key deleted",
+        "Federated credential added",
+        "Federated credential deleted",
+        kid,
+        subject,
+    ]:
+        assert label in audit_text, label
+    public = RSAAlgorithm.to_jwk(key.public_key(), as_dict=True)
+    assert public["n"][:24] not in audit_text
+    shots(page, "audit-log-keys")
+
+    assert problems == []
+    assert time.monotonic() - started_at < BUDGET_SECONDS
+
+
 # --- without a browser: what the server hands out, and what the files may not do ----------
 
 
@@ -669,6 +969,11 @@ def test_console_files_hold_no_inline_code_and_keep_no_secret() -> None:
         for p in CONSOLE_FILES.glob("*.js")
     }
     assert {"app.js", "auth.js", "api.js"} <= set(scripts)
+    # The one address the code may hold: the GitHub Actions preset's issuer, a value the
+    # form fills in (the console never fetches it: connect-src is 'self').
+    preset = f"issuer: '{GITHUB_ISSUER}',"
+    assert scripts["credentials.js"].count(preset) == 1
+    scripts["credentials.js"] = scripts["credentials.js"].replace(preset, "")
     forbidden = re.compile(
         r"innerHTML|outerHTML|insertAdjacentHTML|document\.write|\beval\(|new Function|"
         r"localStorage|document\.cookie|https?://"

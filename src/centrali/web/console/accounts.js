@@ -20,12 +20,14 @@ import {
   clear, confirmDialog, copyText, dateText, fill, h, notify, parseList, relativeText, time, timeAgo,
   untilMs,
 } from './dom.js';
-import { actor, busy, pager, positiveInt, reportError } from './views.js';
+import { credentialSections } from './credentials.js';
+import {
+  EXPIRY_WARNING_DAYS, actor, busy, expiryCell, expiryValue, field, isExpired, localDay, pager, positiveInt,
+  reportError,
+} from './views.js';
 
 const PAGE_SIZE = 20;
 const DAY_MS = 86_400_000;
-// Credentials expiring within this many days get a badge in the list.
-const EXPIRY_WARNING_DAYS = 30;
 // The server lets this many secrets work at once.
 const LIVE_SECRETS_MAX = 5;
 // What rotate offers for the old secrets: seconds they keep working, and the words for it.
@@ -65,10 +67,6 @@ export function expiryBadge(iso) {
   }, left <= 0 ? 'credential expired' : `expires ${relativeText(iso)}`);
 }
 
-function isExpired(secret) {
-  return untilMs(secret.expiresAt) <= 0;
-}
-
 function groupChips(groups) {
   if (!groups?.length) return h('span', { class: 'muted' }, 'no groups');
   return h('span', { class: 'chips' }, groups.map((g) => h('span', { class: 'chip' }, g)));
@@ -85,8 +83,8 @@ export async function accountsPage(ctx) {
     h('a', { href: ctx.href('/new'), class: 'btn btn-primary', 'data-route': '' }, 'New service account'),
   );
   const intro = h('p', { class: 'lead' },
-    'Programs sign in with a service account\u2019s client ID and secret (the OAuth 2.0 ',
-    'client-credentials grant) and call the workspace API with the token they get.');
+    'Programs sign in with a service account\u2019s client ID and a secret, a key or their platform\u2019s own ',
+    'token (the OAuth 2.0 client-credentials grant) and call the workspace API with the token they get.');
   if (result.total === 0) {
     return [head, intro, h('div', { class: 'empty' },
       h('p', {}, 'This workspace has no service accounts yet.'),
@@ -163,22 +161,15 @@ export async function createPage(ctx) {
   ];
 }
 
-function field(label, control, help) {
-  const helpId = help ? `${control.id}-help` : null;
-  if (helpId) control.setAttribute('aria-describedby', helpId);
-  return h('div', { class: 'field' },
-    h('label', { for: control.id }, label),
-    control,
-    help ? h('p', { class: 'help', id: helpId }, help) : null);
-}
-
 // --- one account -----------------------------------------------------------------------
 
 export async function accountPage(ctx, id) {
   const secret = takeSecret(id);
-  // Both at once; a failed secrets list costs its section only, not the page.
+  // All at once; a failed list costs its section only, not the page.
   const firstSecrets = listSecrets(id).then((result) => result.data, (error) => ({ error }));
-  let account = secret?.account ?? (await getAccount(id));
+  let account;
+  const credentials = credentialSections(id, () => account, () => getAccount(account.id).then(show, () => null));
+  account = secret?.account ?? (await getAccount(id));
   ctx.title(account.name);
   const secretSlot = h('div', { class: 'slot', id: 'secret-slot' });
   const title = h('h1', { class: 'account-title' });
@@ -247,7 +238,7 @@ export async function accountPage(ctx, id) {
         : h('span', { class: 'muted', title: 'Only a hash of this secret was kept, so it has no hint.' }, 'from before the upgrade')),
       h('td', { class: 'nowrap' }, time(s.createdAt)),
       h('td', {}, actor(s.createdBy)),
-      h('td', { class: 'nowrap expires' }, secretExpiry(s, expired)),
+      h('td', { class: 'nowrap expires' }, expiryCell(s)),
       h('td', { class: 'nowrap last-used' }, timeAgo(s.lastUsedAt, 'never')),
       h('td', { class: 'row-actions' }, remove),
     );
@@ -322,16 +313,11 @@ export async function accountPage(ctx, id) {
   );
   addForm.addEventListener('submit', (event) => {
     event.preventDefault();
-    let expiresAt = null;
-    if (expiryInput.value) {
-      // "YYYY-MM-DDT00:00" without a zone is read as local time: the start of that day here.
-      const start = new Date(`${expiryInput.value}T00:00`);
-      if (Number.isNaN(start.getTime()) || start.getTime() <= Date.now()) {
-        notify(secretsSlot, 'error', 'The secret was not added. Choose a day after today, or none.');
-        expiryInput.focus();
-        return;
-      }
-      expiresAt = start.toISOString();
+    const expiresAt = expiryValue(expiryInput);
+    if (expiresAt === undefined) {
+      notify(secretsSlot, 'error', 'The secret was not added. Choose a day after today, or none.');
+      expiryInput.focus();
+      return;
     }
     busy(addButton, async () => {
       clear(secretsSlot);
@@ -435,7 +421,7 @@ export async function accountPage(ctx, id) {
         try {
           show(revoked ? await activateAccount(account.id) : await revokeAccount(account.id));
           notify(statusSlot, 'ok', revoked
-            ? 'The service account is active again: it can get tokens with its current secret.'
+            ? 'The service account is active again: it can get tokens with its credentials.'
             : 'The service account is revoked: its token requests and tokens are refused.');
         } catch (error) {
           reportError(statusSlot, revoked ? 'The service account was not activated.' : 'The service account was not revoked.', error);
@@ -446,7 +432,7 @@ export async function accountPage(ctx, id) {
       h('h2', {}, 'Status'),
       h('p', {}, revoked
         ? 'Revoked: token requests with its credentials are refused, and so are tokens issued before the revocation.'
-        : 'Active: it can get access tokens with its client ID and secret.'),
+        : 'Active: it can get access tokens with its client ID and credentials.'),
       h('div', { class: 'actions' }, button),
       statusSlot);
   }
@@ -475,7 +461,7 @@ export async function accountPage(ctx, id) {
   });
 
   show(account);
-  const listed = await loadSecrets(firstSecrets);
+  const [listed] = await Promise.all([loadSecrets(firstSecrets), credentials.ready]);
   if (secret) {
     // A new account's one secret: name its hint, as for one added later.
     secret.hint ??= listed.find((s) => secret.secretId !== undefined && s.id === secret.secretId)?.hint;
@@ -498,28 +484,14 @@ export async function accountPage(ctx, id) {
         h('h3', {}, 'Rotate'),
         h('p', {}, 'Rotating makes a new secret and refuses the others at once, or after a grace period you choose.'),
         h('div', { class: 'actions' }, rotateButton), rotateSlot)),
+    credentials.keys,
+    credentials.federated,
     h('section', { class: 'card' }, h('h2', {}, 'Edit'), nameForm, descForm, groupsForm),
     statusSection,
     h('section', { class: 'card card-danger' }, h('h2', {}, 'Delete'),
       h('p', {}, 'Deleting removes the service account for good; its client ID can never get a token again.'),
       h('div', { class: 'actions' }, deleteButton), deleteSlot),
   ];
-}
-
-/** The Expires cell: never, a date with "in 3 days" when near, or the date marked expired. */
-function secretExpiry(secret, expired) {
-  if (!secret.expiresAt) return h('span', { class: 'muted' }, 'never');
-  if (expired) return [time(secret.expiresAt), ' ', h('span', { class: 'badge badge-expired' }, 'expired')];
-  const near = untilMs(secret.expiresAt) <= EXPIRY_WARNING_DAYS * DAY_MS;
-  return [time(secret.expiresAt), near ? h('span', { class: 'muted small soon' }, ` (${relativeText(secret.expiresAt)})`) : null];
-}
-
-/** The local calendar day ``offset`` days from today, as a date input wants it. */
-function localDay(offset) {
-  const day = new Date();
-  day.setDate(day.getDate() + offset);
-  const pad = (n) => String(n).padStart(2, '0');
-  return `${day.getFullYear()}-${pad(day.getMonth() + 1)}-${pad(day.getDate())}`;
 }
 
 function item(label, ...value) {

@@ -143,6 +143,16 @@ export const addSecret = (id, expiresAt) =>
   call('POST', `${accounts}/${id}/secrets`, { body: expiresAt ? { expiresAt } : {} });
 export const deleteSecret = (id, secretId) =>
   call('DELETE', `${accounts}/${id}/secrets/${encodeURIComponent(secretId)}`);
+export const listKeys = (id) => call('GET', `${accounts}/${id}/keys`);
+/** Register a public JWK; ``expiresAt`` an ISO 8601 instant, or null for never. */
+export const addKey = (id, jwk, expiresAt) =>
+  call('POST', `${accounts}/${id}/keys`, { body: expiresAt ? { jwk, expiresAt } : { jwk } });
+export const deleteKey = (id, kid) => call('DELETE', `${accounts}/${id}/keys/${encodeURIComponent(kid)}`);
+export const listFederated = (id) => call('GET', `${accounts}/${id}/federated-credentials`);
+/** Trust a workload's tokens: ``{name, issuer, subject, audience?, expiresAt?}``. */
+export const addFederated = (id, body) => call('POST', `${accounts}/${id}/federated-credentials`, { body });
+export const deleteFederated = (id, credentialId) =>
+  call('DELETE', `${accounts}/${id}/federated-credentials/${encodeURIComponent(credentialId)}`);
 export const revokeAccount = (id) => call('POST', `${accounts}/${id}/revoke`);
 export const activateAccount = (id) => call('POST', `${accounts}/${id}/activate`);
 export const deleteAccount = (id) => call('DELETE', `${accounts}/${id}`);

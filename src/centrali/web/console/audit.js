@@ -14,6 +14,10 @@ export const ACTIONS = {
   'service_account.rotated': 'Secret rotated',
   'service_account.secret_added': 'Secret added',
   'service_account.secret_deleted': 'Secret deleted',
+  'service_account.key_added': 'Key added',
+  'service_account.key_deleted': 'Key deleted',
+  'service_account.federated_credential_added': 'Federated credential added',
+  'service_account.federated_credential_deleted': 'Federated credential deleted',
   'service_account.revoked': 'Revoked',
   'service_account.activated': 'Activated',
   'service_account.deleted': 'Deleted',
@@ -28,7 +32,7 @@ export async function auditPage(ctx) {
   for (const name of FILTERS) query[name] = ctx.query.get(name) || undefined;
   const head = [
     h('h1', {}, 'Audit log'),
-    h('p', { class: 'lead' }, 'Every change to the workspace\u2019s service accounts, newest first. Secrets are never recorded.'),
+    h('p', { class: 'lead' }, 'Every change to the workspace\u2019s service accounts, newest first. Secrets and key material are never recorded.'),
     filterForm(ctx),
   ];
   let result;

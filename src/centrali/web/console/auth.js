@@ -70,6 +70,11 @@ function redirectUri() {
   return `${consoleBase()}/callback`;
 }
 
+/** The server's issuer (its discovery document's), e.g. the default audience of workload tokens. */
+export function issuer() {
+  return config?.issuer ?? null;
+}
+
 /** True when this page is not on the issuer's origin (the redirect URI would not match). */
 export function onForeignOrigin() {
   return new URL(config.issuer).origin !== window.location.origin;

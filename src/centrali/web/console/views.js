@@ -1,7 +1,11 @@
 // Pieces shared by the pages: errors in words, paging, busy buttons.
 
 import { ConsoleError, SessionEndedError, currentUser, startSignIn } from './auth.js';
-import { h, notify } from './dom.js';
+import { h, notify, relativeText, time, untilMs } from './dom.js';
+
+const DAY_MS = 86_400_000;
+// Credentials expiring within this many days are flagged.
+export const EXPIRY_WARNING_DAYS = 30;
 
 /** Any failure as a sentence; never the raw JSON of an answer. */
 export function errorText(error) {
@@ -74,4 +78,52 @@ export function pager(ctx, { page, limit, total }, [one, many]) {
     h('span', { class: 'muted' }, summary),
     page < pages ? link(page + 1, 'Next \u2192', 'next') : null,
   );
+}
+
+/** A labelled form control, with its help text tied to it. */
+export function field(label, control, help) {
+  const helpId = help ? `${control.id}-help` : null;
+  if (helpId) control.setAttribute('aria-describedby', helpId);
+  return h('div', { class: 'field' },
+    h('label', { for: control.id }, label),
+    control,
+    help ? h('p', { class: 'help', id: helpId }, help) : null);
+}
+
+/** True when a credential (secret, key, federated credential) has passed its expiry. */
+export function isExpired(credential) {
+  return untilMs(credential.expiresAt) <= 0;
+}
+
+/** The Expires cell of a credential: never, a date with "in 3 days" when near, or the date marked expired. */
+export function expiryCell(credential) {
+  if (!credential.expiresAt) return h('span', { class: 'muted' }, 'never');
+  if (isExpired(credential)) return [time(credential.expiresAt), ' ', h('span', { class: 'badge badge-expired' }, 'expired')];
+  const near = untilMs(credential.expiresAt) <= EXPIRY_WARNING_DAYS * DAY_MS;
+  return [time(credential.expiresAt), near ? h('span', { class: 'muted small soon' }, ` (${relativeText(credential.expiresAt)})`) : null];
+}
+
+/** The local calendar day ``offset`` days from today, as a date input wants it. */
+export function localDay(offset) {
+  const day = new Date();
+  day.setDate(day.getDate() + offset);
+  const pad = (n) => String(n).padStart(2, '0');
+  return `${day.getFullYear()}-${pad(day.getMonth() + 1)}-${pad(day.getDate())}`;
+}
+
+/** An "Expires on (optional)" date input for a new credential, and what it holds. */
+export function expiryInput(id) {
+  return h('input', { type: 'date', id, name: 'expiresAt', min: localDay(1) });
+}
+
+/**
+ * The instant a date input names: the start of that day, your time, as ISO 8601; null when
+ * empty; undefined when it is not a day after today.
+ */
+export function expiryValue(input) {
+  if (!input.value) return null;
+  // "YYYY-MM-DDT00:00" without a zone is read as local time: the start of that day here.
+  const start = new Date(`${input.value}T00:00`);
+  if (Number.isNaN(start.getTime()) || start.getTime() <= Date.now()) return undefined;
+  return start.toISOString();
 }
