@@ -129,3 +129,48 @@ def test_without_reuse_every_request_gets_a_new_token(factory: Factory) -> None:
     first = factory.token_response(account["clientId"], account["clientSecret"]).json()
     second = factory.token_response(account["clientId"], account["clientSecret"]).json()
     assert first["access_token"] != second["access_token"]
+
+
+def _revoke(client: TestClient, account: dict[str, Any], token: str) -> None:
+    r = client.post(
+        "/oidc/revoke",
+        data={
+            "client_id": account["clientId"],
+            "client_secret": account["clientSecret"],
+            "token": token,
+        },
+    )
+    assert r.status_code == 200, r.text
+
+
+def test_token_reuse_never_hands_out_a_revoked_token(
+    factory: Factory, client_for: ClientFor
+) -> None:
+    """A token revoked through /oidc/revoke is not handed out again, by the instance that
+    revoked it nor by another instance of the store, which never heard of the revoke."""
+    factory.workspace()
+    account = factory.service_account(factory.admin())
+    with (
+        client_for(token_reuse_seconds=60) as one,
+        client_for(token_reuse_seconds=60) as other,
+    ):
+        held = _token(one, account)["access_token"]
+        held_elsewhere = _token(other, account)["access_token"]
+        assert _token(one, account)["access_token"] == held  # reuse is on
+        assert _token(other, account)["access_token"] == held_elsewhere
+
+        _revoke(one, account, held)
+        renewed = _token(one, account)["access_token"]
+        assert renewed != held
+        assert _token(one, account)["access_token"] == renewed  # the new one is reused
+        assert one.get(f"{API}/structures", headers=bearer(held)).status_code == 401
+        assert one.get(f"{API}/structures", headers=bearer(renewed)).status_code == 200
+
+        # Revoked by the first instance; the second still held it in memory.
+        _revoke(one, account, held_elsewhere)
+        renewed_elsewhere = _token(other, account)["access_token"]
+        assert renewed_elsewhere not in (held_elsewhere, renewed)
+        assert other.get(f"{API}/structures", headers=bearer(renewed_elsewhere)).status_code == 200
+        assert _token(other, account)["access_token"] == renewed_elsewhere
+        # The first instance's token was left alone.
+        assert _token(one, account)["access_token"] == renewed

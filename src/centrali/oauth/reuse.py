@@ -5,11 +5,17 @@ a new signature.
 The key holds everything that must change the answer: the client, the scope, and the
 client's credential state (its secrets, revocation cut-off, workspace, groups), so a rotation,
 a revoke/re-activate or a group change is never answered from memory. Per process, bounded.
+
+A token revoked by itself (``POST /oidc/revoke``) changes nothing in the key, and the revoke
+may have reached another worker or instance: before answering from memory the cache asks
+``revoked`` (the store's revoked tokens, shared by every instance: one primary-key read) and
+forgets a revoked token, so the client gets a new one.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from centrali.oauth.ports import ClientRecord
@@ -33,6 +39,8 @@ def reuse_key(client: ClientRecord, scope: str) -> ReuseKey:
 class TokenReuseCache:
     window: int
     max_entries: int = 10_000
+    # Whether a jti is revoked (True also when that cannot be told: then a new token).
+    revoked: Callable[[str], bool] | None = None
 
     def __post_init__(self) -> None:
         self._tokens: OrderedDict[ReuseKey, IssuedToken] = OrderedDict()
@@ -45,6 +53,9 @@ class TokenReuseCache:
         age = now - issued.issued_at
         # exp is the whole second of iat plus the lifetime (tokens.issue_access_token).
         if age >= self.window or int(issued.issued_at) + issued.expires_in - now < 1:
+            del self._tokens[key]
+            return None
+        if self.revoked is not None and self.revoked(issued.jti):
             del self._tokens[key]
             return None
         return issued

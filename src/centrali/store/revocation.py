@@ -63,6 +63,18 @@ def prune_revoked_tokens(session: Session, *, expired_before: int, limit: int = 
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+def jti_revoked(db: Database, jti: str) -> bool:
+    """Whether ``jti`` is in revoked_tokens: one primary-key read, for the token reuse cache
+    (oauth.reuse) before it hands out a held token. A store that does not answer counts as
+    revoked: the caller then signs a new token, which needs no store."""
+    try:
+        with db.autocommit_engine.connect() as conn:
+            found = conn.execute(select(RevokedToken.jti).where(RevokedToken.jti == jti)).first()
+    except _UNAVAILABLE:
+        return True
+    return found is not None
+
+
 class SqlTokenStateStore:
     """TokenStateStore over the store: one statement to read, one transaction to revoke."""
 

@@ -34,6 +34,7 @@ from centrali.store.client_store import SqlClientStore
 from centrali.store.db import Database
 from centrali.store.replay import SqlReplayStore, replay_key
 from centrali.store.repositories import AccountGrants, read_records, service_accounts_grants
+from centrali.store.revocation import jti_revoked
 from centrali.web.batching import TurnBatch
 
 log = logging.getLogger("centrali.web")
@@ -102,7 +103,11 @@ class Runtime:
     def set_keys(self, keys: KeySet) -> None:
         self.keys = keys
         s = self.settings
-        reuse = TokenReuseCache(s.token_reuse_seconds) if s.token_reuse_seconds else None
+        reuse = (
+            TokenReuseCache(s.token_reuse_seconds, revoked=lambda jti: jti_revoked(self.db, jti))
+            if s.token_reuse_seconds
+            else None
+        )
         self.issuer_config = IssuerConfig(
             keys=keys, issuer=s.issuer, audience=s.audience, ttl=s.token_ttl, reuse=reuse
         )
