@@ -389,7 +389,10 @@ def test_bad_failure_query_is_400_naming_the_parameter(env: Env, query: str, fie
 
 # --- who may read ------------------------------------------------------------------------------
 
-UNAUTHORIZED = {"error": "unauthorized", "message": "Unauthorized"}
+UNAUTHORIZED = {
+    "error": "unauthorized",
+    "message": "Unauthorized: no access token (send Authorization: Bearer <token>)",
+}
 
 
 @pytest.mark.parametrize("path", [EVENTS, FAILURES], ids=["events", "failures"])

@@ -33,7 +33,6 @@ from tests.factories import Factory, bearer
 
 WS = "acme-corp"
 OTHER_WS = "other-ws"
-UNAUTHORIZED = {"error": "unauthorized", "message": "Unauthorized"}
 TOKEN_EXPIRED = {"error": "token_expired", "message": "Token expired"}
 TOKEN_REVOKED = {"error": "token_revoked", "message": "Token revoked"}
 NOT_FOUND = {"error": "not_found", "message": "Service account not found"}
@@ -231,36 +230,79 @@ def _basic(c: Ctx) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(pair).decode()}
 
 
+# Each way of failing to authenticate, with the reason the 401 gives (its message and, when a
+# Bearer token was sent, the challenge's error_description) and whether a token was sent.
 UNAUTHENTICATED: list[Any] = [
-    pytest.param(lambda c: {}, id="no-header"),
-    pytest.param(lambda c: {"Authorization": ""}, id="empty-header"),
-    pytest.param(_basic, id="basic-client-credentials"),
-    pytest.param(lambda c: {"Authorization": "Bearer"}, id="bearer-without-token"),
-    pytest.param(lambda c: {"Authorization": "Bearer "}, id="bearer-blank"),
-    pytest.param(lambda c: {"Authorization": "Bearer not-a-jwt"}, id="bearer-garbage"),
-    pytest.param(lambda c: {"Authorization": "Bearer aaa.bbb.ccc"}, id="bearer-three-parts"),
-    pytest.param(lambda c: {"Authorization": c.admin}, id="token-without-scheme"),
-    pytest.param(lambda c: {"Authorization": "Token " + c.admin}, id="other-scheme"),
-    pytest.param(_bearer_of(truncated_signature), id="truncated-signature"),
-    pytest.param(_bearer_of(forged_signature), id="forged-signature-same-kid"),
-    pytest.param(_bearer_of(forged_with_own_kid), id="forged-signature-own-kid"),
-    pytest.param(_bearer_of(tampered_payload), id="tampered-payload"),
-    pytest.param(_bearer_of(alg_none), id="alg-none"),
-    pytest.param(_bearer_of(hs256_with_public_key), id="hs256-with-public-key"),
+    pytest.param(lambda c: {}, "no access token", False, id="no-header"),
+    pytest.param(lambda c: {"Authorization": ""}, "no access token", False, id="empty-header"),
+    pytest.param(_basic, "not a Bearer token", False, id="basic-client-credentials"),
+    pytest.param(
+        lambda c: {"Authorization": "Bearer"},
+        "no token after Bearer",
+        True,
+        id="bearer-without-token",
+    ),
+    pytest.param(
+        lambda c: {"Authorization": "Bearer "}, "no token after Bearer", True, id="bearer-blank"
+    ),
+    pytest.param(
+        lambda c: {"Authorization": "Bearer not-a-jwt"},
+        "malformed token",
+        True,
+        id="bearer-garbage",
+    ),
+    pytest.param(
+        lambda c: {"Authorization": "Bearer aaa.bbb.ccc"},
+        "malformed token",
+        True,
+        id="bearer-three-parts",
+    ),
+    pytest.param(
+        lambda c: {"Authorization": c.admin}, "not a Bearer token", False, id="token-without-scheme"
+    ),
+    pytest.param(
+        lambda c: {"Authorization": "Token " + c.admin},
+        "not a Bearer token",
+        False,
+        id="other-scheme",
+    ),
+    pytest.param(_bearer_of(truncated_signature), "bad signature", True, id="truncated-signature"),
+    pytest.param(
+        _bearer_of(forged_signature), "bad signature", True, id="forged-signature-same-kid"
+    ),
+    pytest.param(
+        _bearer_of(forged_with_own_kid), "bad signature", True, id="forged-signature-own-kid"
+    ),
+    pytest.param(_bearer_of(tampered_payload), "bad signature", True, id="tampered-payload"),
+    pytest.param(_bearer_of(alg_none), "alg none", True, id="alg-none"),
+    pytest.param(
+        _bearer_of(hs256_with_public_key),
+        "algorithm HS256 not accepted",
+        True,
+        id="hs256-with-public-key",
+    ),
     pytest.param(
         _bearer_of(lambda c: sign_with_server_key(c, admin_claims(c, iss="https://evil.example"))),
+        "wrong issuer (this server is http://testserver)",
+        True,
         id="wrong-issuer",
     ),
     pytest.param(
         _bearer_of(lambda c: sign_with_server_key(c, admin_claims(c, aud="https://evil.example"))),
+        "wrong audience",
+        True,
         id="wrong-audience",
     ),
     pytest.param(
         _bearer_of(lambda c: sign_with_server_key(c, admin_claims(c, workspace=None))),
+        "claims missing (workspace)",
+        True,
         id="missing-workspace-claim",
     ),
     pytest.param(
         _bearer_of(lambda c: sign_with_server_key(c, admin_claims(c, isServiceAccount=None))),
+        "claims missing (isServiceAccount)",
+        True,
         id="missing-isServiceAccount-claim",
     ),
 ]
@@ -302,7 +344,13 @@ def _forbidden(r: httpx.Response) -> bool:
     if r.status_code != 403 or not _is_json(r):
         return False
     body = r.json()
-    return body.get("error") == "forbidden" and str(body.get("message", "")).startswith("Forbidden")
+    # RFC 6750 §3.1: the token is good, it does not grant the request.
+    challenge = r.headers.get("www-authenticate", "")
+    return (
+        body.get("error") == "forbidden"
+        and str(body.get("message", "")).startswith("Forbidden")
+        and challenge.startswith('Bearer realm="centrali", error="insufficient_scope"')
+    )
 
 
 # --- tests ---------------------------------------------------------------------------------
@@ -315,15 +363,37 @@ def test_admin_token_is_accepted_on_every_route(ctx: Ctx) -> None:
     assert answers == {route.name: route.ok for route in ROUTES}
 
 
-@pytest.mark.parametrize("make_headers", UNAUTHENTICATED)
+def _unauthorized(reason: str, token_sent: bool) -> Callable[[httpx.Response], bool]:
+    """401 ``unauthorized`` whose message names ``reason``; RFC 6750 §3.1: the challenge
+    names ``invalid_token`` (and the same reason) only when a Bearer token was sent."""
+
+    def check(r: httpx.Response) -> bool:
+        if r.status_code != 401 or not _is_json(r) or set(r.json()) != {"error", "message"}:
+            return False
+        message = r.json()["message"]
+        challenge = r.headers.get("www-authenticate", "")
+        if token_sent:
+            expected = 'Bearer realm="centrali", error="invalid_token", error_description="'
+            good_challenge = challenge.startswith(expected) and reason in challenge
+        else:
+            good_challenge = challenge == 'Bearer realm="centrali"'
+        return (
+            r.json()["error"] == "unauthorized"
+            and message.startswith("Unauthorized: ")
+            and reason in message
+            and good_challenge
+        )
+
+    return check
+
+
+@pytest.mark.parametrize(("make_headers", "reason", "token_sent"), UNAUTHENTICATED)
 def test_missing_malformed_or_forged_token_is_401_unauthorized_everywhere(
-    ctx: Ctx, make_headers: Callable[[Ctx], dict[str, str]]
+    ctx: Ctx, make_headers: Callable[[Ctx], dict[str, str]], reason: str, token_sent: bool
 ) -> None:
     headers = make_headers(ctx)
     before = ctx.state()
-    failures = _refusals(
-        ctx, headers, lambda r: r.status_code == 401 and _is_json(r) and r.json() == UNAUTHORIZED
-    )
+    failures = _refusals(ctx, headers, _unauthorized(reason, token_sent))
     assert failures == []
     assert ctx.state() == before
     ctx.assert_secret_works()

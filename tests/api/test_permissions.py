@@ -31,12 +31,12 @@ from tests.api.workspace_api import (
     PRODUCTS,
     TOKEN_EXPIRED,
     TOKEN_REVOKED,
-    UNAUTHORIZED,
     WS,
     Env,
     assert_answer,
     assert_forbidden,
     assert_status,
+    assert_unauthorized,
     claims_of,
     eventually,
     make_env,
@@ -247,7 +247,7 @@ def test_a_missing_or_malformed_authorization_header_is_401(
         for route in routes:
             with subtests.test(msg=f"{case} {route.id}"):
                 r = route.call(env, target, headers=header)
-                assert_answer(r, 401, UNAUTHORIZED)
+                assert_unauthorized(r)
     assert effects(env, target) == before
     assert_status(env.call("GET", "/structures", token=good), 200)
 
@@ -383,7 +383,7 @@ def test_a_forged_token_is_401(env: Env, forgery: str, subtests: pytest.Subtests
         for case, forged in forgeries(env, forgery, token).items():
             with subtests.test(msg=f"{kind}: {case}"):
                 for route in (ROUTES[0], ROUTES[7]):
-                    assert_answer(route.call(env, target, token=forged), 401, UNAUTHORIZED)
+                    assert_unauthorized(route.call(env, target, token=forged))
     assert effects(env, target) == before
 
 

@@ -109,6 +109,22 @@ def assert_forbidden(r: httpx2.Response) -> None:
     message = body.get("message")
     assert isinstance(message, str) and message.startswith("Forbidden: "), body
     assert set(body) <= {"error", "message"}, body
+    # RFC 6750 §3.1: a good token that does not grant the request.
+    challenge = r.headers.get("www-authenticate", "")
+    assert challenge.startswith('Bearer realm="centrali", error="insufficient_scope"'), challenge
+
+
+def assert_unauthorized(r: httpx2.Response, reason: str | None = None) -> None:
+    """401 ``unauthorized``, the message saying why (``reason`` in it, when given), with an
+    RFC 6750 Bearer challenge."""
+    assert r.status_code == 401, (r.status_code, r.text)
+    body = json_body(r)
+    assert set(body) == {"error", "message"}, body
+    assert body["error"] == UNAUTHORIZED["error"], body
+    assert body["message"].startswith("Unauthorized: "), body
+    if reason is not None:
+        assert reason in body["message"], (reason, body)
+    assert r.headers["www-authenticate"].startswith('Bearer realm="centrali"'), r.headers
 
 
 def assert_conflict(r: httpx2.Response) -> None:

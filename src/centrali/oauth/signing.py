@@ -57,12 +57,22 @@ class Signer(Protocol):
         ...
 
 
-class TokenError(Exception):
-    """A presented token was refused; ``reason`` is for logs, never the wire."""
+# The descriptions of the refusals (``TokenError.description``).
+MALFORMED = "malformed token"
+BAD_SIGNATURE = "bad signature: not signed by a key of this issuer"
+WRONG_ISSUER = "wrong issuer"
+WRONG_AUDIENCE = "wrong audience"
 
-    def __init__(self, reason: str) -> None:
+
+class TokenError(Exception):
+    """A presented token was refused. ``reason`` is for logs, never the wire;
+    ``description`` says why in words fit for a client (RFC 6750 §3 ``error_description``:
+    no key material, no claim values, no double quote or backslash)."""
+
+    def __init__(self, reason: str, description: str = "invalid token") -> None:
         super().__init__(reason)
         self.reason = reason
+        self.description = description
 
 
 class InvalidTokenError(TokenError):
@@ -72,9 +82,15 @@ class InvalidTokenError(TokenError):
 class UnknownKeyError(InvalidTokenError):
     """Signed with a ``kid`` we do not know (a verifier may refetch the JWKS once)."""
 
+    def __init__(self, reason: str, description: str = BAD_SIGNATURE) -> None:
+        super().__init__(reason, description)
+
 
 class TokenExpiredError(TokenError):
     """Genuine, but past its ``exp``."""
+
+    def __init__(self, reason: str, description: str = "expired") -> None:
+        super().__init__(reason, description)
 
 
 def _b64(data: bytes) -> bytes:
@@ -104,22 +120,34 @@ def verification_key(
     algorithm of ours (never ``none`` or HMAC), a ``typ`` in ``typs``, a ``kid`` we publish,
     and the header's ``alg`` equal to that key's. Every JWS we read goes through here."""
     if not token.isascii():  # a compact JWS is base64url and dots only (RFC 7515 §7.1)
-        raise InvalidTokenError("malformed token")
+        raise InvalidTokenError("malformed token", MALFORMED)
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError as exc:
-        raise InvalidTokenError("malformed token") from exc
+        raise InvalidTokenError("malformed token", MALFORMED) from exc
     if header.get("alg") not in ALLOWED_ALGS:
-        raise InvalidTokenError(f"algorithm not accepted: {header.get('alg')!r}")
+        alg_name = header.get("alg")
+        shown = alg_name if isinstance(alg_name, str) and alg_name.isalnum() else "?"
+        description = (
+            "unsigned token (alg none) not accepted"
+            if isinstance(alg_name, str) and alg_name.lower() == "none"
+            else f"algorithm {shown[:16]} not accepted (accepted: {', '.join(ALLOWED_ALGS)})"
+        )
+        raise InvalidTokenError(f"algorithm not accepted: {alg_name!r}", description)
     if header.get("typ") not in typs:
-        raise InvalidTokenError(f"unexpected typ: {header.get('typ')!r}")
+        raise InvalidTokenError(
+            f"unexpected typ: {header.get('typ')!r}",
+            f"wrong token type (typ must be {' or '.join(sorted(typs))})",
+        )
     kid = header.get("kid")
     key = public_keys.get(kid) if isinstance(kid, str) else None
     if key is None:
-        raise UnknownKeyError("unknown kid")
+        raise UnknownKeyError("unknown kid", f"{BAD_SIGNATURE} (unknown kid)")
     alg = alg_for_key(key)
     if header["alg"] != alg:
-        raise InvalidTokenError(f"algorithm {header['alg']!r} does not match the key ({alg})")
+        raise InvalidTokenError(
+            f"algorithm {header['alg']!r} does not match the key ({alg})", BAD_SIGNATURE
+        )
     return key, alg
 
 
@@ -156,5 +184,20 @@ def decode_jwt(
             options=_SIGNATURE_ISSUER if audience is None else _SIGNATURE_ISSUER_AUDIENCE,
         )
     except jwt.PyJWTError as exc:
-        raise InvalidTokenError(type(exc).__name__) from exc
+        raise InvalidTokenError(type(exc).__name__, _description(exc)) from exc
     return claims
+
+
+def _description(exc: jwt.PyJWTError) -> str:
+    """What a client is told of a refusal by PyJWT (after the header checks)."""
+    if isinstance(exc, jwt.InvalidSignatureError):
+        return BAD_SIGNATURE
+    if isinstance(exc, jwt.InvalidIssuerError) or (
+        isinstance(exc, jwt.MissingRequiredClaimError) and exc.claim == "iss"
+    ):
+        return WRONG_ISSUER
+    if isinstance(exc, jwt.InvalidAudienceError) or (
+        isinstance(exc, jwt.MissingRequiredClaimError) and exc.claim == "aud"
+    ):
+        return WRONG_AUDIENCE
+    return MALFORMED

@@ -132,10 +132,15 @@ def verify_with_public_keys(
 def _check_claims(claims: dict[str, Any], *, now: float, leeway: int) -> VerifiedToken:
     missing = [name for name in REQUIRED_CLAIMS if name not in claims]
     if missing:
-        raise InvalidTokenError(f"missing claims: {', '.join(missing)}")
+        raise InvalidTokenError(
+            f"missing claims: {', '.join(missing)}",
+            f"malformed token: claims missing ({', '.join(missing)})",
+        )
     exp, iat = claims["exp"], claims["iat"]
     if not _is_int(exp) or not _is_number(iat):
-        raise InvalidTokenError("exp not an integer or iat not a number")
+        raise InvalidTokenError(
+            "exp not an integer or iat not a number", "malformed token: exp or iat not a number"
+        )
     flag = claims["isServiceAccount"]
     groups = claims.get("groups", [])
     fields_ok = (
@@ -146,11 +151,13 @@ def _check_claims(claims: dict[str, Any], *, now: float, leeway: int) -> Verifie
         and all(isinstance(g, str) for g in groups)
     )
     if not fields_ok:
-        raise InvalidTokenError("claims of the wrong type")
+        raise InvalidTokenError(
+            "claims of the wrong type", "malformed token: claims of the wrong type"
+        )
     if exp <= now - leeway:
         raise TokenExpiredError("expired")
     if iat > now + leeway + 60:
-        raise InvalidTokenError("issued in the future")
+        raise InvalidTokenError("issued in the future", "issued in the future (iat)")
     return VerifiedToken(
         subject=claims["sub"],
         client_id=str(claims.get("client_id", claims["sub"])),

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from centrali.oauth.keys import KeySet
+from centrali.oauth.signing import WRONG_AUDIENCE, WRONG_ISSUER
 from centrali.oauth.tokens import (
     InvalidTokenError,
     TokenExpiredError,
@@ -43,14 +44,27 @@ class TokenPolicy:
     audience: str
 
 
+# The reasons a 401 gives (``Unauthorized: <reason>``; RFC 6750 ``error_description``).
+NO_TOKEN = "no access token (send Authorization: Bearer <token>)"
+NOT_BEARER = "the Authorization header is not a Bearer token (send Authorization: Bearer <token>)"
+
+
 def bearer_token(authorization: str | None) -> str:
-    """The token of an ``Authorization: Bearer`` header (RFC 6750 §2.1)."""
-    if not authorization:
-        raise UnauthorizedError()
+    """The token of an ``Authorization: Bearer`` header (RFC 6750 §2.1). No header, or
+    another scheme: 401 naming no error (§3.1); a Bearer header without exactly one
+    token of a sane length: 401 ``invalid_token``, malformed."""
+    if not authorization or not authorization.strip():
+        raise UnauthorizedError(NO_TOKEN, token_sent=False)
     scheme, _, token = authorization.strip().partition(" ")
     token = token.strip()
-    if scheme.lower() != "bearer" or not token or len(token) > _MAX_TOKEN_LEN or " " in token:
-        raise UnauthorizedError()
+    if scheme.lower() != "bearer":
+        raise UnauthorizedError(NOT_BEARER, token_sent=False)
+    if not token:
+        raise UnauthorizedError("malformed Authorization header: no token after Bearer")
+    if " " in token:
+        raise UnauthorizedError("malformed Authorization header: more than one token")
+    if len(token) > _MAX_TOKEN_LEN:
+        raise UnauthorizedError(f"malformed token: longer than {_MAX_TOKEN_LEN} characters")
     return token
 
 
@@ -62,7 +76,17 @@ def verify(token: str, policy: TokenPolicy, now: float) -> VerifiedToken:
     except TokenExpiredError as exc:
         raise TokenExpiredApiError() from exc
     except InvalidTokenError as exc:
-        raise UnauthorizedError() from exc
+        raise UnauthorizedError(public_reason(exc, policy)) from exc
+
+
+def public_reason(exc: InvalidTokenError, policy: TokenPolicy) -> str:
+    """Why a token was refused, for the client: a wrong issuer or audience names the one
+    this server wants (both are public: discovery, every token)."""
+    if exc.description == WRONG_ISSUER:
+        return f"{WRONG_ISSUER} (this server is {policy.issuer})"
+    if exc.description == WRONG_AUDIENCE:
+        return f"{WRONG_AUDIENCE} (this server accepts {policy.audience})"
+    return exc.description
 
 
 def check_token(

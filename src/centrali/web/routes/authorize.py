@@ -13,7 +13,9 @@ endpoint, the sign-in form, the workspace chooser, userinfo and RP-initiated log
   its bound 503 at once; a wrong password and an unknown email get the same page after the
   same work).
 - ``POST /oidc/select-workspace``: the chooser's answer, for a user of several workspaces.
-- ``GET|POST /oidc/userinfo``: the claims of a user access token's holder (RFC 6750 errors).
+- ``GET|POST /oidc/userinfo``: the claims of a user access token's holder; the token in the
+  ``Authorization: Bearer`` header or a POST's form-encoded ``access_token`` (RFC 6750 §2.1,
+  §2.2), RFC 6750 §3 errors.
 - ``GET|POST /oidc/logout``: the discovery's ``end_session_endpoint``.
 
 Cookies (both ``HttpOnly``, ``SameSite=Lax``, ``Path=/oidc``, ``Secure`` over https):
@@ -58,10 +60,10 @@ from centrali.oauth.limits import (
     address_key,
 )
 from centrali.oauth.opaque_tokens import new_opaque_token, plausible_token
-from centrali.oauth.token_endpoint import parse_form
-from centrali.oauth.tokens import InvalidTokenError, TokenError, TokenExpiredError
-from centrali.oauth.tokens import verify_access_token as verify_token
-from centrali.services import oidc, passwords
+from centrali.oauth.token_endpoint import FORM_CONTENT_TYPE, parse_form
+from centrali.oauth.tokens import TokenError
+from centrali.services import auth, oidc, passwords
+from centrali.services.errors import UnauthorizedError, bearer_challenge
 from centrali.services.password_gate import PasswordGate, PasswordGateFull
 from centrali.services.users import check_password
 from centrali.web import sign_in_pages as pages
@@ -441,42 +443,66 @@ async def select_workspace(request: Request) -> Response:
 
 
 def _bearer_error(status: int, error: str | None, description: str) -> JSONResponse:
-    """RFC 6750 §3: a challenge naming the error (none when no token was sent at all)."""
-    challenge = 'Bearer realm="centrali"'
-    if error is not None:
-        challenge += f', error="{error}", error_description="{description}"'
-    body = {"error": error or "invalid_request", "error_description": description}
+    """RFC 6750 §3: a challenge naming the error (none when no token was sent at all, §3.1);
+    the body says why in every case."""
+    body = {"error": error or "unauthorized", "error_description": description}
+    challenge = bearer_challenge(error, description)
     return JSONResponse(body, status, headers={**_NO_STORE, "WWW-Authenticate": challenge})
+
+
+async def _userinfo_token(request: Request) -> str | JSONResponse:
+    """The access token of a userinfo request: the ``Authorization: Bearer`` header
+    (RFC 6750 §2.1) or, on a POST, the form body's ``access_token`` (§2.2: a single-part
+    ``application/x-www-form-urlencoded`` body). One of the two, never both (§2: 400
+    ``invalid_request``); never the URI query (§2.3, refused with a 400 saying so).
+    Raises UnauthorizedError when there is none or the header is malformed."""
+    if "access_token" in request.query_params:
+        return _bearer_error(
+            400,
+            "invalid_request",
+            "access_token in the URI query is not accepted; "
+            "send it in the Authorization header (Bearer)",
+        )
+    form_token = None
+    media_type = (request.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+    if request.method == "POST" and media_type == FORM_CONTENT_TYPE:
+        try:
+            form_token = parse_form(media_type, await request.body()).get("access_token")
+        except InvalidRequestError as exc:
+            return _bearer_error(400, "invalid_request", exc.description or "malformed form body")
+    header = request.headers.get("authorization")
+    if form_token is not None:
+        if header is not None:
+            return _bearer_error(
+                400,
+                "invalid_request",
+                "the access token was sent both in the Authorization header and in the body",
+            )
+        return form_token
+    return auth.bearer_token(header)
 
 
 @router.api_route("/oidc/userinfo", methods=["GET", "POST"])
 async def userinfo(request: Request) -> Response:
     """OpenID Connect Core §5.3: ``sub``, ``email``, ``workspace`` of a user access token."""
     runtime = get_runtime(request)
-    scheme, _, token = (request.headers.get("authorization") or "").strip().partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        return _bearer_error(401, None, "A bearer access token is required")
-    settings = runtime.settings
     try:
-        verified = verify_token(
-            token,
-            keys=runtime.keys,
-            issuer=settings.issuer,
-            audience=settings.audience,
-            now=time.time(),
-        )
-    except TokenExpiredError:
-        return _bearer_error(401, "invalid_token", "The access token expired")
-    except InvalidTokenError:
-        return _bearer_error(401, "invalid_token", "The access token is not valid")
+        token = await _userinfo_token(request)
+        if isinstance(token, JSONResponse):
+            return token
+        verified = auth.verify(token, runtime.policy, time.time())
+    except UnauthorizedError as exc:
+        reason = exc.reason or "invalid token"
+        return _bearer_error(401, "invalid_token" if exc.token_sent else None, reason)
     if verified.is_service_account:
-        return _bearer_error(401, "invalid_token", "The access token is not a user's")
+        return _bearer_error(401, "invalid_token", "not a user's access token")
     if "openid" not in verified.scope.split():
-        return _bearer_error(403, "insufficient_scope", "The access token lacks scope openid")
+        return _bearer_error(403, "insufficient_scope", "the access token lacks scope openid")
     info = await run_in_threadpool(oidc.user_info, runtime.db, verified)
     if info is None:
-        return _bearer_error(401, "invalid_token", "The access token was revoked")
+        return _bearer_error(
+            401, "invalid_token", "Token revoked (or its user is no longer a member)"
+        )
     return JSONResponse(info, headers=_NO_STORE)
 
 
