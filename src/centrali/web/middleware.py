@@ -1,4 +1,5 @@
-"""The outermost layer of every answer: request id, security headers, metrics, access log.
+"""The outermost layer of every answer: request id, security headers, ``Cache-Control:
+no-store`` by default under ``/workspace/`` and ``/oidc/``, metrics, access log.
 
 A plain ASGI middleware (no ``BaseHTTPMiddleware``): it wraps ``send`` to add headers and
 note the status, and costs a few microseconds per request, the token endpoint included.
@@ -29,6 +30,10 @@ SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
 ]
 _DEFAULT_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
 _HSTS = (b"strict-transport-security", b"max-age=31536000")
+# The workspace API and the provider's endpoints answer with account data, secrets or
+# tokens: never stored by a cache unless the route says otherwise (the JWKS: public).
+_PRIVATE_PREFIXES = ("/workspace/", "/oidc/")
+_NO_STORE = (b"cache-control", b"no-store")
 
 
 class RequestContextMiddleware:
@@ -52,6 +57,7 @@ class RequestContextMiddleware:
         token = request_id.set(rid)
         status = 0  # no answer started yet
         https = scope.get("scheme") == "https"
+        private = scope["path"].startswith(_PRIVATE_PREFIXES)
 
         async def send_with_headers(message: Message) -> None:
             nonlocal status
@@ -65,6 +71,8 @@ class RequestContextMiddleware:
                     headers.append(_DEFAULT_CSP)
                 if https:
                     headers.append(_HSTS)
+                if private and b"cache-control" not in names:
+                    headers.append(_NO_STORE)
                 message = {**message, "headers": headers}
             await send(message)
 

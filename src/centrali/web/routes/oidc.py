@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from centrali.oauth.discovery import discovery_document
 from centrali.web.runtime import get_runtime
@@ -13,11 +13,23 @@ from centrali.web.runtime import get_runtime
 router = APIRouter(tags=["oidc"])
 
 
+# Discovery changes only with the configuration: cacheable, briefly (like the JWKS).
+DISCOVERY_CACHE = "public, max-age=300"
+
+
 @router.get("/.well-known/openid-configuration")
-def openid_configuration(request: Request) -> dict[str, Any]:
-    """OpenID Connect discovery."""
+def openid_configuration(request: Request, response: Response) -> dict[str, Any]:
+    """OpenID Connect Discovery 1.0 metadata."""
     settings = get_runtime(request).settings
+    response.headers["Cache-Control"] = DISCOVERY_CACHE
     return discovery_document(settings.issuer, settings.signing_alg)
+
+
+@router.get("/.well-known/oauth-authorization-server")
+def oauth_authorization_server(request: Request, response: Response) -> dict[str, Any]:
+    """RFC 8414 authorization server metadata: the same document, for clients that look
+    here (e.g. oauth4webapi with ``algorithm: 'oauth2'``)."""
+    return openid_configuration(request, response)
 
 
 @router.get(
