@@ -13,6 +13,11 @@ from centrali.oauth.keys import SIGNING_ALG
 from centrali.oauth.pkce import METHODS as PKCE_METHODS
 
 SUPPORTED_SCOPES = ("openid", "profile", "email")
+# What discovery advertises: ``profile`` is accepted (clients that ask for
+# ``openid profile email`` by default keep working) but not advertised, as no profile claim
+# (``name``, ``preferred_username``, ``updated_at``…) is kept for a user; OpenID Connect
+# Discovery 1.0 §3 lets a provider leave a supported scope out of ``scopes_supported``.
+ADVERTISED_SCOPES = ("openid", "email")
 
 
 def discovery_document(issuer: str, signing_alg: str = SIGNING_ALG) -> dict[str, Any]:
@@ -45,7 +50,7 @@ def discovery_document(issuer: str, signing_alg: str = SIGNING_ALG) -> dict[str,
         "response_types_supported": ["code"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": [signing_alg],
-        "scopes_supported": list(SUPPORTED_SCOPES),
+        "scopes_supported": list(ADVERTISED_SCOPES),
         "claims_supported": [
             "sub",
             "iss",
@@ -62,5 +67,6 @@ def discovery_document(issuer: str, signing_alg: str = SIGNING_ALG) -> dict[str,
             "nonce",
             "email",
             "sid",
+            "at_hash",
         ],
     }

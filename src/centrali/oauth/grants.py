@@ -202,7 +202,12 @@ def _issue_user_tokens(
         sid=what.sid,
     )
     id_token = issue_id_token(
-        facts, keys=config.keys, issuer=config.issuer, ttl=users.access_ttl, now=now
+        facts,
+        keys=config.keys,
+        issuer=config.issuer,
+        ttl=users.access_ttl,
+        now=now,
+        access_token=access.token,
     )
     refresh = new_opaque_token(REFRESH_TOKEN_PREFIX)
     record = NewRefreshToken(

@@ -155,8 +155,12 @@ def load_signing_key(private_pem: str, alg: str = SIGNING_ALG) -> SigningKey:
         jwk = OKPAlgorithm.to_jwk(public, as_dict=True)
     else:  # pragma: no cover - alg_for_key already refused it
         raise ValueError("unsupported key type")
-    kid = thumbprint(jwk)
-    jwk.update({"kid": kid, "alg": alg, "use": "sig"})
+    # The public members alone (PyJWT adds ``key_ops``): RFC 7517 §4.3 wants ``use`` and
+    # ``key_ops`` not both, and ``use: sig`` is what verifiers look for.
+    kty = jwk["kty"]
+    public_jwk = {"kty": kty, **{m: jwk[m] for m in _THUMBPRINT_MEMBERS[kty] if m != "kty"}}
+    kid = thumbprint(public_jwk)
+    jwk = {**public_jwk, "kid": kid, "alg": alg, "use": "sig"}
     return SigningKey(
         kid=kid,
         alg=alg,
@@ -197,7 +201,8 @@ class KeySet:
         return {kid: k.public_key for kid, k in self.verification.items()}
 
     def jwks(self) -> dict[str, list[dict[str, Any]]]:
-        """The public JWK Set: public members only, with ``kid``, ``use`` and ``alg``."""
+        """The public JWK Set: public members only, with ``kid``, ``use: sig`` and ``alg``
+        (no ``key_ops``)."""
         return {"keys": [dict(k.public_jwk) for k in self.verification.values()]}
 
 
