@@ -15,6 +15,64 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+# The backends we ship and test: SQLite (pysqlite) and PostgreSQL (psycopg 3, or psycopg2 /
+# asyncpg-free drivers a user installs), each with or without a named driver.
+SUPPORTED_BACKENDS = ("sqlite", "postgresql")
+_EXAMPLES = "sqlite:///PATH/centrali.db or postgresql://USER@HOST:5432/DATABASE"
+
+
+class DatabaseUrlError(ValueError):
+    """A database URL this server cannot use: the message is one line saying why."""
+
+
+class StoreMissingError(Exception):
+    """A read-only command found no store where the settings point."""
+
+
+def check_database_url(url: str, *, create_dir: bool = False) -> None:
+    """Refuse, in one line, a URL of another backend, a PostgreSQL URL without a database
+    name, and a SQLite file in a directory that does not exist (unless ``create_dir``: the
+    data directory, which is made on first use)."""
+    try:
+        parsed = make_url(url)
+    except Exception:  # sqlalchemy.exc.ArgumentError and friends: not a URL at all
+        raise DatabaseUrlError(f"not a database URL: {url!r} (use {_EXAMPLES})") from None
+    backend = parsed.get_backend_name()
+    if backend == "postgres":
+        backend = "postgresql"
+    if backend not in SUPPORTED_BACKENDS:
+        raise DatabaseUrlError(
+            f"unsupported database {parsed.drivername!r}: centrali stores its data in SQLite "
+            f"or PostgreSQL ({_EXAMPLES})"
+        )
+    if backend == "postgresql" and not parsed.database:
+        shown = parsed.render_as_string(hide_password=True)
+        raise DatabaseUrlError(
+            f"no database name in {shown}: name it, e.g. postgresql://USER@HOST:5432/centrali"
+        )
+    if backend == "sqlite" and parsed.database and parsed.database != ":memory:":
+        directory = Path(parsed.database).parent
+        if not create_dir and not directory.is_dir():
+            raise DatabaseUrlError(
+                f"no such directory for the SQLite file: {directory} (create it first)"
+            )
+
+
+def require_existing_store(url: str) -> None:
+    """For commands that only read: a SQLite file must already be there (a PostgreSQL
+    database is checked by connecting)."""
+    parsed = make_url(url)
+    if not parsed.get_backend_name() == "sqlite":
+        return
+    database = parsed.database
+    if database and database != ":memory:" and not Path(database).is_file():
+        raise StoreMissingError(
+            f"no store at {parsed.render_as_string(hide_password=True)} (nothing created): "
+            "point --data-dir or --database-url at one, or make it with `centrali bootstrap`"
+        )
+
+
 # The SQLite store holds the private signing keys (in clear without CENTRALI_MASTER_KEY) and
 # the login-ticket key: for the server's user only, whatever the process umask.
 PRIVATE_DIR_MODE = 0o700
@@ -33,24 +91,31 @@ def normalize_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine with the pragmas and pool settings each backend needs."""
+def make_engine(url: str, *, create: bool = True, **kwargs: Any) -> Engine:
+    """An engine with the pragmas and pool settings each backend needs; ``create=False``
+    makes no directory for a SQLite file (nor the file: the connection is read-write, not
+    create)."""
     url = normalize_url(url)
     if url.startswith("sqlite"):
         database = make_url(url).database
-        if database and database != ":memory:":
+        if not create and database and database != ":memory:":
+            kwargs.setdefault("connect_args", {})
+            # SQLite's URI form without mode=rwc: a missing file is an error, not a new store.
+            url = f"sqlite:///file:{Path(database).resolve()}?mode=rw&uri=true"
+        elif database and database != ":memory:":
             make_private_sqlite_file(Path(database))
         kwargs.setdefault("pool_size", 16)
         kwargs.setdefault("max_overflow", 48)
-        engine = create_engine(
-            url,
-            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
-            **kwargs,
-        )
+        connect_args = {
+            "check_same_thread": False,
+            "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
+            **kwargs.pop("connect_args", {}),
+        }
+        engine = create_engine(url, connect_args=connect_args, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         if kwargs.get("isolation_level") != "AUTOCOMMIT":
             event.listen(engine, "begin", _sqlite_begin)
-        if database and database != ":memory:":
+        if create and database and database != ":memory:":
             # WAL is a property of the file: set once here, not on every new connection.
             raw = engine.raw_connection()
             try:
@@ -121,9 +186,10 @@ def _sqlite_begin(conn: Any) -> None:
 class Database:
     """The engine plus the two ways to use it: a read session and a write transaction."""
 
-    def __init__(self, url: str, **engine_kwargs: Any) -> None:
+    def __init__(self, url: str, *, create: bool = True, **engine_kwargs: Any) -> None:
         self.url = normalize_url(url)
-        self.engine = make_engine(self.url, **engine_kwargs)
+        self.engine = make_engine(self.url, create=create, **engine_kwargs)
+        self._create = create
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(
             self.engine.execution_options(sqlite_immediate=True), expire_on_commit=False
@@ -147,7 +213,9 @@ class Database:
             }
             if not self.url.startswith("sqlite"):
                 kwargs.setdefault("connect_args", {"connect_timeout": 2})
-            self._autocommit = make_engine(self.url, isolation_level="AUTOCOMMIT", **kwargs)
+            self._autocommit = make_engine(
+                self.url, create=self._create, isolation_level="AUTOCOMMIT", **kwargs
+            )
         return self._autocommit
 
     @contextmanager
