@@ -170,7 +170,11 @@ def test_user_token_is_one_jwt_line(run: Run) -> None:
     subject = ok(run("user", "create", "dev@acme-corp.test", "--workspace", "acme-corp"))
     result = run("user", "token", "dev@acme-corp.test", "--workspace", "acme-corp")
     token = claims(ok(result))
-    assert result.stderr == ""
+    # stdout is the JWT alone; stderr says which issuer it was signed for.
+    assert result.stderr == (
+        "centrali: signed for issuer http://127.0.0.1:8000 "
+        "(the default: no server has recorded one)\n"
+    )
     header = jwt.get_unverified_header(result.stdout.strip())
     assert header["alg"] == "RS256" and header["kid"]
     assert token["sub"] == subject.strip()
@@ -285,8 +289,10 @@ def test_audit_list_prints_json_lines_newest_first(run: Run, db_url: str, tmp_pa
     assert [json.loads(line)["action"] for line in page.splitlines()] == ["service_account.renamed"]
 
 
-def test_audit_list_unknown_workspace_fails(run: Run) -> None:
-    assert_fails(run("audit", "list", "--workspace", "nope"), "workspace")
+def test_audit_list_unknown_workspace_fails_naming_the_store(run: Run, db_url: str) -> None:
+    ok(run("workspace", "create", "acme-corp"))
+    line = assert_fails(run("audit", "list", "--workspace", "nope"), "workspace")
+    assert line == f"Error: Workspace not found in {db_url}"
 
 
 @pytest.mark.parametrize(
@@ -333,6 +339,8 @@ def serve_in_process(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str,
     started: list[dict[str, Any]] = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **options: started.append(options))
     monkeypatch.setattr(signal, "signal", lambda *args: None)
+    # Port 8000 may be in use on this machine: the probe is tested on its own.
+    monkeypatch.setattr("centrali.cli.serve.port_taken", lambda host, port: None)
     environ = dict(os.environ)  # serve hands its settings to the workers through it
     yield started
     os.environ.clear()
@@ -364,14 +372,36 @@ def test_serve_warns_once_when_tokens_live_under_a_minute(
         assert warnings == [], result.stderr
 
 
-@pytest.mark.parametrize(
-    "url",
-    ["postgresql://nobody@127.0.0.1:1/none", "nonsense://x", "not a url"],
-    ids=["unreachable", "unknown-dialect", "unparsable"],
-)
-def test_unusable_database_url_fails_with_one_line(run: Run, url: str) -> None:
+def test_unreachable_database_fails_with_one_line(run: Run) -> None:
+    url = "postgresql://nobody@127.0.0.1:1/none"
     result = run("workspace", "create", "acme-corp", "--database-url", url, store=False)
-    assert_fails(result)
+    assert_fails(result, "the store failed")
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("nonsense://x", ("unsupported database 'nonsense'", "SQLite or PostgreSQL")),
+        ("not a url", ("not a database URL",)),
+        ("mysql://root@127.0.0.1/centrali", ("unsupported database 'mysql'",)),
+        ("mysql+pymysql://root@127.0.0.1/centrali", ("unsupported database 'mysql+pymysql'",)),
+        ("postgresql://127.0.0.1:5432/", ("no database name",)),
+        ("postgresql+psycopg://u:secret@127.0.0.1", ("no database name", "***")),
+        ("sqlite:////nonexistent/dir/x.db", ("no such directory", "/nonexistent/dir")),
+    ],
+    ids=["unknown", "unparsable", "mysql", "mysql-driver", "pg-no-db", "pg-no-db-pw", "sqlite-dir"],
+)
+def test_unusable_database_url_is_one_line_and_touches_nothing(
+    run: Run, url: str, words: tuple[str, ...]
+) -> None:
+    for command in (
+        ("workspace", "create", "acme-corp"),
+        ("user", "token", "a@b.test", "--workspace", "acme-corp"),
+    ):
+        result = run(*command, "--database-url", url, store=False)
+        line = assert_fails(result, "invalid setting database_url", *words, code=2)
+        assert "secret" not in line
+    assert not Path("/nonexistent").exists()
 
 
 def test_unusable_data_dir_fails_with_one_line(run: Run, tmp_path: Path) -> None:

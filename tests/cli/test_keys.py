@@ -21,6 +21,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from sqlalchemy import select
 
 from centrali.cli import cli
+from centrali.cli.base import open_store
+from centrali.config import Settings
 from centrali.oauth.keys import SUPPORTED_ALGS, load_signing_key
 from centrali.oauth.keywrap import MasterKeyError
 from centrali.services import keys as svc_keys
@@ -50,13 +52,20 @@ def run(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
     runner = CliRunner()
+    served: list[bool] = []
 
     def _run(*args: str, env: dict[str, str] | None = None) -> Result:
-        result = runner.invoke(
-            cli,
-            [*args, "--database-url", db_url],
-            env={"CENTRALI_SIGNING_ALG": "EdDSA", **(env or {})},
-        )
+        env = {"CENTRALI_SIGNING_ALG": "EdDSA", **(env or {})}
+        if not served:
+            # `keys list` only reads: the store is made first, as `centrali serve` makes it.
+            served.append(True)
+            settings = Settings(
+                database_url=db_url,
+                signing_alg=env["CENTRALI_SIGNING_ALG"],
+                master_key=env.get("CENTRALI_MASTER_KEY", ""),
+            )
+            open_store(settings).dispose()
+        result = runner.invoke(cli, [*args, "--database-url", db_url], env=env)
         assert "Traceback" not in result.output, result.output
         assert result.exception is None or isinstance(result.exception, SystemExit), result.exc_info
         return result

@@ -154,7 +154,8 @@ def test_rotation_on_a_live_server(rotation_env: dict[str, str], launch: Launch)
 
 def test_serve_refuses_a_master_key_that_does_not_open_the_keys(tmp_path: Path) -> None:
     env = base_env(CENTRALI_DATA_DIR=str(tmp_path / "data"), CENTRALI_MASTER_KEY=MASTER)
-    cli_inproc(env, "keys", "list")  # the store and its key, encrypted
+    # The store and its key, encrypted (`keys list` only reads: bootstrap makes the store).
+    cli_inproc(env, "bootstrap", "--workspace", "acme-corp", "--admin", ADMIN)
     env["CENTRALI_MASTER_KEY"] = wrong = base64.b64encode(bytes(32)).decode()
     result = run_cli(env, "serve", "--port", str(free_port()))
     assert result.returncode == 2, result

@@ -3,26 +3,22 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from centrali.cli.base import cli, open_store, with_settings
-from centrali.config import Settings
-from centrali.services.audit import (
-    AuditFilter,
-    FailureFilter,
-    list_events,
-    list_token_failures,
-)
-from centrali.services.validation import PageRequest
+from centrali.cli.base import open_existing_store, with_settings
+
+if TYPE_CHECKING:
+    from centrali.config import Settings
+    from centrali.services.validation import PageRequest
 
 _SINCE_HELP = "Only from this time on, ISO 8601 with a timezone (2026-01-31T12:00:00Z)"
 _UNTIL_HELP = "Only before this time, ISO 8601 with a timezone"
 _JSON_HELP = 'One JSON object {"data", "page", "limit", "total"} instead of JSON lines'
 
 
-@cli.group()
+@click.group()
 def audit() -> None:
     """Read the audit log."""
 
@@ -59,9 +55,12 @@ def list_(
     as_page: bool,
 ) -> None:
     """Print the workspace's audit events, newest first, one JSON object per line."""
+    from centrali.services.audit import AuditFilter, list_events
+    from centrali.services.validation import PageRequest
+
     paging = PageRequest.parse(page, limit)
     filters = AuditFilter.parse(action=action, actor=actor, target=target, since=since, until=until)
-    db = open_store(settings)
+    db = open_existing_store(settings)
     try:
         events, total = list_events(db, workspace_slug=workspace_slug, page=paging, filters=filters)
     finally:
@@ -92,9 +91,12 @@ def failures(
 ) -> None:
     """Print failed token requests per client id, reason and hour, newest hour first, one
     JSON object per line (with the account's workspace; null for unknown client ids)."""
+    from centrali.services.audit import FailureFilter, list_token_failures
+    from centrali.services.validation import PageRequest
+
     paging = PageRequest.parse(page, limit)
     filters = FailureFilter.parse(client_id=client_id, since=since, until=until)
-    db = open_store(settings)
+    db = open_existing_store(settings)
     try:
         rows, total = list_token_failures(
             db, workspace_slug=workspace_slug, page=paging, filters=filters

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
-from centrali.cli.base import cli, open_store, with_settings
-from centrali.config import Settings
-from centrali.services.oidc import register_public_client
+from centrali.cli.base import open_store, with_settings
+
+if TYPE_CHECKING:
+    from centrali.config import Settings
 
 
-@cli.group()
+@click.group()
 def client() -> None:
     """Manage OpenID Connect clients for human sign-in."""
 
@@ -39,6 +42,8 @@ def create_public(
     name: str | None,
 ) -> None:
     """Register a public client (no secret; authorization code + PKCE S256)."""
+    from centrali.services.oidc import register_public_client
+
     registered = register_public_client(
         open_store(settings),
         client_id=client_id,

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
-from centrali.cli.base import cli, with_settings
-from centrali.config import Settings
-from centrali.store.db import Database
-from centrali.store.migrate import current_revision
-from centrali.store.migrate import upgrade as upgrade_schema
+from centrali.cli.base import checked_database_url, with_settings
+
+if TYPE_CHECKING:
+    from centrali.config import Settings
 
 
-@cli.group()
+@click.group()
 def db() -> None:
     """Manage the store."""
 
@@ -20,6 +21,13 @@ def db() -> None:
 @with_settings
 def upgrade(settings: Settings) -> None:
     """Migrate the store to the latest schema."""
-    database = Database(settings.database_url)
-    upgrade_schema(database.engine)
-    click.echo(f"schema at {current_revision(database.engine)}")
+    from centrali.store.db import Database
+    from centrali.store.migrate import current_revision
+    from centrali.store.migrate import upgrade as upgrade_schema
+
+    database = Database(checked_database_url(settings))
+    try:
+        upgrade_schema(database.engine)
+        click.echo(f"schema at {current_revision(database.engine)}")
+    finally:
+        database.dispose()

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
-from centrali.cli.base import cli, cli_actor, open_store, with_settings
-from centrali.config import Settings
-from centrali.services import groups as svc
+from centrali.cli.base import cli_actor, open_existing_store, open_store, with_settings
 from centrali.services.permissions import PERMISSIONS
+
+if TYPE_CHECKING:
+    from centrali.config import Settings
+    from centrali.services import groups as svc
 
 _workspace = click.option("--workspace", "workspace_slug", required=True, help="Workspace slug")
 
@@ -17,7 +21,7 @@ def _show(view: svc.GroupView) -> str:
     return f"{view.name}\t{','.join(view.permissions) or '-'}{default}"
 
 
-@cli.group(help=f"Manage groups and their permissions ({', '.join(PERMISSIONS)}).")
+@click.group(help=f"Manage groups and their permissions ({', '.join(PERMISSIONS)}).")
 def group() -> None:
     pass
 
@@ -27,7 +31,9 @@ def group() -> None:
 @with_settings
 def list_(settings: Settings, workspace_slug: str) -> None:
     """List groups: name, permissions."""
-    for view in svc.list_groups(open_store(settings), workspace_slug=workspace_slug):
+    from centrali.services import groups as svc
+
+    for view in svc.list_groups(open_existing_store(settings), workspace_slug=workspace_slug):
         click.echo(_show(view))
 
 
@@ -45,6 +51,8 @@ def create(
     is_default: bool,
 ) -> None:
     """Create a group."""
+    from centrali.services import groups as svc
+
     view = svc.create_group(
         open_store(settings),
         workspace_slug=workspace_slug,
@@ -63,6 +71,8 @@ def create(
 @with_settings
 def grant(settings: Settings, name: str, permission: str, workspace_slug: str) -> None:
     """Give group NAME a PERMISSION."""
+    from centrali.services import groups as svc
+
     view = svc.set_permission(
         open_store(settings),
         workspace_slug=workspace_slug,
@@ -81,6 +91,8 @@ def grant(settings: Settings, name: str, permission: str, workspace_slug: str) -
 @with_settings
 def revoke(settings: Settings, name: str, permission: str, workspace_slug: str) -> None:
     """Take a PERMISSION from group NAME."""
+    from centrali.services import groups as svc
+
     view = svc.set_permission(
         open_store(settings),
         workspace_slug=workspace_slug,
@@ -99,6 +111,8 @@ def revoke(settings: Settings, name: str, permission: str, workspace_slug: str) 
 @with_settings
 def add_member(settings: Settings, name: str, email: str, workspace_slug: str) -> None:
     """Put user EMAIL (a member of the workspace) into group NAME."""
+    from centrali.services import groups as svc
+
     svc.set_membership(
         open_store(settings),
         workspace_slug=workspace_slug,
@@ -117,6 +131,8 @@ def add_member(settings: Settings, name: str, email: str, workspace_slug: str) -
 @with_settings
 def remove_member(settings: Settings, name: str, email: str, workspace_slug: str) -> None:
     """Take user EMAIL out of group NAME."""
+    from centrali.services import groups as svc
+
     svc.set_membership(
         open_store(settings),
         workspace_slug=workspace_slug,

@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from centrali.cli.base import cli, open_store, with_settings
-from centrali.config import Settings
-from centrali.oauth.keys import SUPPORTED_ALGS
-from centrali.services import keys as svc
+from centrali.cli.base import open_existing_store, open_store, with_settings
+
+if TYPE_CHECKING:
+    from centrali.config import Settings
+    from centrali.services import keys as svc
+
+# oauth.keys.SUPPORTED_ALGS, spelt out so that the help needs no cryptography import
+# (tests/cli/test_cli_speed.py checks that they agree).
+SUPPORTED_ALGS = ("RS256", "ES256", "EdDSA")
 
 # A verifier may hold the JWKS this long (the Cache-Control of /oidc/jwks).
 _JWKS_MAX_AGE = 300
@@ -52,7 +57,7 @@ def _line(view: svc.KeyView) -> str:
     return "\t".join(cells)
 
 
-@cli.group()
+@click.group()
 def keys() -> None:
     """Signing keys: list, rotate without downtime, retire, encrypt at rest."""
 
@@ -63,8 +68,15 @@ def keys() -> None:
 def list_(settings: Settings, as_json: bool) -> None:
     """One line per key, newest first: kid, alg, generation, state (pending, active,
     superseded, retired), created, activates, retire-after, at rest."""
-    db = open_store(settings)
-    for view in svc.list_signing_keys(db, svc.KeyPolicy.from_settings(settings)):
+    from centrali.services import keys as svc
+
+    db = open_existing_store(settings)
+    policy = svc.KeyPolicy.from_settings(settings)
+    try:
+        svc.load_key_set(db, settings.signing_alg, policy)  # the master key opens them
+    except RuntimeError:
+        pass  # no key of this algorithm: listed all the same
+    for view in svc.list_signing_keys(db, policy):
         click.echo(json.dumps(_as_dict(view), sort_keys=True) if as_json else _line(view))
 
 
@@ -83,6 +95,8 @@ def list_(settings: Settings, as_json: bool) -> None:
 def rotate(settings: Settings, lead_time: int | None, alg: str | None) -> None:
     """Add a new signing key; print its kid. The old key signs until the new one activates
     and verifies until its last token has expired."""
+    from centrali.services import keys as svc
+
     policy = svc.KeyPolicy.from_settings(settings)
     lead = policy.lead_time if lead_time is None else lead_time
     view = svc.rotate_signing_key(
@@ -109,6 +123,8 @@ def rotate(settings: Settings, lead_time: int | None, alg: str | None) -> None:
 def retire(settings: Settings, kid: str | None, force: bool) -> None:
     """Retire KID, or without KID every superseded key whose tokens have all expired;
     print the kids retired. The active signing key is never retired."""
+    from centrali.services import keys as svc
+
     retired = svc.retire_signing_keys(
         open_store(settings),
         settings.signing_alg,
@@ -125,6 +141,8 @@ def retire(settings: Settings, kid: str | None, force: bool) -> None:
 def encrypt(settings: Settings) -> None:
     """Encrypt every plaintext private key under CENTRALI_MASTER_KEY (one transaction),
     and the login-ticket key; print the kids encrypted."""
+    from centrali.services import keys as svc
+
     policy = svc.KeyPolicy.from_settings(settings)
     db = open_store(settings)
     for kid in svc.encrypt_signing_keys(db, policy):

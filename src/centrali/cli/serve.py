@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import signal
+import socket
 
 import click
 import uvicorn
 from pydantic import SecretStr
 
-from centrali.cli.base import SettingError, cli, open_store, with_settings
+from centrali.cli.base import SettingError, open_store, with_settings
 from centrali.config import Settings
-from centrali.services.issuer import publish_issuer
+from centrali.services.issuer import other_address_notice, publish_issuer
 from centrali.web.supervisor import APP, serve_workers, uvicorn_options
 
 
-@cli.command()
+@click.command()
 @click.option("--host", help="CENTRALI_HOST (default 127.0.0.1)")
 @click.option("--port", type=int, help="CENTRALI_PORT (default 8000)")
 @click.option("--workers", type=int, help="CENTRALI_WORKERS (default 1)")
@@ -35,8 +37,11 @@ def serve(settings: Settings) -> None:
     refusal = proxy_address_refusal(settings)
     if refusal:
         raise SettingError(refusal)
+    taken = port_taken(settings.host, settings.port)
+    if taken:
+        raise click.ClickException(taken)
     db = open_store(settings)
-    publish_issuer(db, settings)
+    published = publish_issuer(db, settings)
     db.dispose()
     # Workers build their own Settings from the environment: hand them the resolved values.
     for name, value in settings.model_dump().items():
@@ -48,6 +53,9 @@ def serve(settings: Settings) -> None:
         f"(issuer {settings.issuer}, {settings.workers} worker(s))",
         err=True,
     )
+    notice = other_address_notice(settings, published)
+    if notice:
+        click.echo(f"centrali: {notice}", err=True)
     warnings = (
         plain_http_warning(settings),
         short_token_ttl_warning(settings),
@@ -68,6 +76,27 @@ def serve(settings: Settings) -> None:
 
 def _exit_cleanly(_signum: int, _frame: object) -> None:
     raise SystemExit(0)
+
+
+def port_taken(host: str, port: int) -> str | None:
+    """One plain line when ``host:port`` cannot be bound (another server on it, a port
+    that needs privileges), else None. Bound and closed at once, before the store is
+    touched; uvicorn would log the same failure as a JSON line and exit 3."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            return (
+                f"port {port} on {host}: address already in use (another server?): stop it, "
+                "or serve on another --port"
+            )
+        if exc.errno == errno.EACCES:
+            return f"port {port} on {host}: permission denied (ports under 1024 need privileges)"
+        return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+    return None
 
 
 def plain_http_warning(settings: Settings) -> str | None:

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import TYPE_CHECKING
 
 import click
 
-from centrali.cli.base import cli, open_store, with_settings
-from centrali.config import Settings
-from centrali.services.issuer import served_issuer
-from centrali.services.keys import KeyPolicy, load_key_set
-from centrali.services.users import create_user, get_member, issue_user_token, set_password
+from centrali.cli.base import open_existing_store, open_store, store_name, with_settings
+
+if TYPE_CHECKING:
+    from centrali.config import Settings
 
 
-@cli.group()
+@click.group()
 def user() -> None:
     """Manage users."""
 
@@ -55,6 +55,8 @@ def create(
     password_stdin: bool,
 ) -> None:
     """Create a user, member of WORKSPACE, in the given groups."""
+    from centrali.services.users import create_user
+
     password = read_password_stdin() if password_stdin else None
     view = create_user(
         open_store(settings),
@@ -77,6 +79,8 @@ def create(
 @with_settings
 def set_password_command(settings: Settings, email: str, password_stdin: bool) -> None:
     """Set the password EMAIL signs in with; ends their sign-ins and refresh tokens."""
+    from centrali.services.users import set_password
+
     if not password_stdin:
         raise click.UsageError("pass --password-stdin and the password on standard input")
     subject = set_password(open_store(settings), email=email, password=read_password_stdin())
@@ -88,16 +92,32 @@ def set_password_command(settings: Settings, email: str, password_stdin: bool) -
 @click.option("--workspace", "workspace_slug", required=True, help="Workspace slug")
 @with_settings
 def token(settings: Settings, email: str, workspace_slug: str) -> None:
-    """Print a user access token (a JWT, nothing else) for EMAIL in WORKSPACE."""
-    db = open_store(settings)
-    member = get_member(db, email=email, workspace_slug=workspace_slug)
-    issuer, audience = served_issuer(db, settings)
+    """Print a user access token (a JWT, nothing else) for EMAIL in WORKSPACE, signed for
+    the store's issuer (the first one served, or --issuer / CENTRALI_ISSUER); stderr says
+    which. Reads the store and writes nothing to it."""
+    from centrali.services.issuer import token_issuer
+    from centrali.services.keys import KeyPolicy, load_key_set
+    from centrali.services.users import get_member, issue_user_token
+
+    policy = KeyPolicy.from_settings(settings)
+    db = open_existing_store(settings)
+    try:
+        try:  # first: a master key that does not open the keys is a setting error
+            keys = load_key_set(db, settings.signing_alg, policy)
+        except RuntimeError as exc:  # no key of that algorithm: never served with it
+            raise click.ClickException(f"{exc}: {store_name(db.url)}") from None
+        member = get_member(db, email=email, workspace_slug=workspace_slug)
+        issuer, audience, source = token_issuer(db, settings)
+    finally:
+        db.dispose()
     issued = issue_user_token(
         member,
-        keys=load_key_set(db, settings.signing_alg, KeyPolicy.from_settings(settings)),
+        keys=keys,
         issuer=issuer,
         audience=audience,
         ttl=settings.token_ttl,
         now=time.time(),
     )
     click.echo(issued.token)
+    also = "" if audience == issuer else f", audience {audience}"
+    click.echo(f"centrali: signed for issuer {issuer} ({source}{also})", err=True)

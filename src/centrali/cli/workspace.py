@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
-from centrali.cli.base import cli, open_store, with_settings
-from centrali.config import Settings
-from centrali.services.workspaces import create_workspace
+from centrali.cli.base import open_store, with_settings
+
+if TYPE_CHECKING:
+    from centrali.config import Settings
 
 
-@cli.group()
+@click.group()
 def workspace() -> None:
     """Manage workspaces."""
 
@@ -20,5 +23,7 @@ def workspace() -> None:
 @with_settings
 def create(settings: Settings, slug: str, name: str | None) -> None:
     """Create a workspace with its built-in groups."""
+    from centrali.services.workspaces import create_workspace
+
     ws = create_workspace(open_store(settings), slug=slug, name=name)
     click.echo(ws.slug)

@@ -164,17 +164,75 @@ def set_password(db: Database, *, email: str, password: str) -> str:
         user = repo.get_user_by_email(session, email=email)
         if user is None:
             raise NotFoundError(f"user {email!r} not found")
-        user.password_hash = password_hash
-        now = utcnow()
-        oidc_repo.end_sessions(
-            session,
-            session_ids=oidc_repo.live_session_ids_of_user(session, user_id=user.id),
-            now=now,
-        )
-        oidc_repo.revoke_chains(
-            session, chain_ids=oidc_repo.chains_of_user(session, user_id=user.id), now=now
-        )
+        _replace_password(session, user, password_hash)
         return user.subject
+
+
+def _replace_password(session: Session, user: User, password_hash: str) -> None:
+    user.password_hash = password_hash
+    now = utcnow()
+    oidc_repo.end_sessions(
+        session,
+        session_ids=oidc_repo.live_session_ids_of_user(session, user_id=user.id),
+        now=now,
+    )
+    oidc_repo.revoke_chains(
+        session, chain_ids=oidc_repo.chains_of_user(session, user_id=user.id), now=now
+    )
+
+
+def bootstrap_admin(
+    db: Database, *, workspace_slug: str, email: str, password: str | None = None
+) -> UserView:
+    """The workspace (unless it exists) and EMAIL as its admin, in one transaction after
+    every input was checked: a bad email, slug or password leaves the store as it was.
+    Idempotent; an existing user joins the admin group (and gets the new password)."""
+    from centrali.services.permissions import ADMIN_GROUP
+    from centrali.services.validation import check_slug
+    from centrali.services.workspaces import insert_workspace
+
+    check_slug(workspace_slug)
+    email = normalize_email(email)
+    password_hash = None if password is None else passwords.hash_password(password)
+    try:
+        with db.write() as session:
+            workspace = repo.get_workspace(session, slug=workspace_slug)
+            if workspace is None:
+                workspace = insert_workspace(session, slug=workspace_slug, name=workspace_slug)
+            admins = repo.get_groups_by_name(
+                session, workspace_id=workspace.id, names=[ADMIN_GROUP]
+            )
+            if ADMIN_GROUP not in admins:
+                raise InvalidBodyError(f"workspace {workspace_slug!r} has no {ADMIN_GROUP} group")
+            admin_id = admins[ADMIN_GROUP].id
+            user = repo.get_user_by_email(session, email=email)
+            if user is None:
+                user = User(
+                    subject=str(uuid.uuid4()),
+                    email=email,
+                    password_hash=password_hash,
+                    created_at=utcnow(),
+                )
+                session.add(user)
+                session.flush()
+            elif password_hash is not None:
+                _replace_password(session, user, password_hash)
+            membership = repo.get_membership(session, workspace_id=workspace.id, user_id=user.id)
+            if membership is None:
+                _join(session, workspace_id=workspace.id, user_id=user.id, group_ids=[admin_id])
+            elif ADMIN_GROUP not in repo.membership_group_names(
+                session, membership_id=membership.id
+            ):
+                session.add(MembershipGroup(membership_id=membership.id, group_id=admin_id))
+            session.flush()
+            membership = repo.get_membership(session, workspace_id=workspace.id, user_id=user.id)
+            assert membership is not None
+            names = repo.membership_group_names(session, membership_id=membership.id)
+            return UserView(user.subject, user.email, workspace.slug, tuple(names))
+    except IntegrityError as exc:  # another bootstrap of the same names at the same moment
+        raise ConflictError(
+            f"workspace {workspace_slug!r} or user {email!r} was created meanwhile: run again"
+        ) from exc
 
 
 @dataclass(frozen=True, slots=True)

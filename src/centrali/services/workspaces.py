@@ -22,12 +22,13 @@ def create_workspace(db: Database, *, slug: str, name: str | None = None) -> Wor
         with db.write() as session:
             if repo.get_workspace(session, slug=slug) is not None:
                 raise ConflictError(f"workspace {slug!r} already exists")
-            return _insert_workspace(session, slug=slug, name=name)
+            return insert_workspace(session, slug=slug, name=name)
     except IntegrityError as exc:
         raise ConflictError(f"workspace {slug!r} already exists") from exc
 
 
-def _insert_workspace(session: Session, *, slug: str, name: str) -> Workspace:
+def insert_workspace(session: Session, *, slug: str, name: str) -> Workspace:
+    """The workspace and its built-in groups, in the caller's transaction."""
     now = utcnow()
     workspace = Workspace(slug=slug, name=name, created_at=now)
     session.add(workspace)
