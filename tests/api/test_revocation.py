@@ -339,3 +339,48 @@ def test_a_token_right_after_a_revoke_and_reactivation_in_the_same_second_works_
     assert factory.client.get(STRUCTURES, headers=bearer(after)).status_code == 200
     r = factory.client.get(STRUCTURES, headers=bearer(before))
     assert (r.status_code, r.json()) == (401, TOKEN_REVOKED)
+
+
+class _AheadClock:
+    """An instance whose clock runs ``ahead`` seconds fast."""
+
+    def __init__(self, ahead: float) -> None:
+        self.ahead = ahead
+
+    def now(self) -> float:
+        return time.time() + self.ahead
+
+
+def test_a_revoke_kills_tokens_of_an_instance_whose_clock_is_ahead(
+    factory: Factory, admin: str, account: dict[str, Any], settings: Settings
+) -> None:
+    """Instance B's clock runs 30 s fast: its tokens carry an iat after the moment instance A
+    revokes the account. A time cut-off would let them live; the account's token epoch,
+    which the revoke moves on, kills them on both instances."""
+    from fastapi.testclient import TestClient
+
+    from centrali.web.app import create_app
+
+    other_db = Database(settings.database_url)
+    try:
+        with TestClient(create_app(settings, db=other_db), base_url=settings.issuer) as skewed:
+            skewed.app.app.state.runtime.clock = _AheadClock(30.0)  # type: ignore[attr-defined]
+            r = skewed.post(
+                "/oidc/token",
+                data={
+                    "grant_type": "client_credentials",
+                    "client_id": account["clientId"],
+                    "client_secret": account["clientSecret"],
+                },
+            )
+            assert r.status_code == 200, r.text
+            token = r.json()["access_token"]
+            assert jwt.decode(token, options={"verify_signature": False})["iat"] > time.time()
+            assert factory.client.get(STRUCTURES, headers=bearer(token)).status_code == 200
+            r = factory.client.post(f"{ACCOUNTS}/{account['id']}/revoke", headers=bearer(admin))
+            assert r.status_code == 200, r.text
+            for instance in (factory.client, skewed):
+                r = instance.get(STRUCTURES, headers=bearer(token))
+                assert (r.status_code, r.json()) == (401, TOKEN_REVOKED)
+    finally:
+        other_db.dispose()

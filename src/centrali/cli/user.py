@@ -95,6 +95,14 @@ def token(settings: Settings, email: str, workspace_slug: str) -> None:
     """Print a user access token (a JWT, nothing else) for EMAIL in WORKSPACE, signed for
     the store's issuer (the first one served, or --issuer / CENTRALI_ISSUER); stderr says
     which. Reads the store and writes nothing to it."""
+    from centrali.cli.fast_token import mint
+
+    minted = mint(settings, email, workspace_slug, time.time())
+    if minted is not None:  # a SQLite store, read without SQLAlchemy (cli.fast_token)
+        click.echo(minted.token)
+        also = "" if minted.audience == minted.issuer else f", audience {minted.audience}"
+        click.echo(f"centrali: signed for issuer {minted.issuer} ({minted.source}{also})", err=True)
+        return
     from centrali.services.issuer import token_issuer
     from centrali.services.keys import KeyPolicy, load_key_set
     from centrali.services.users import get_member, issue_user_token

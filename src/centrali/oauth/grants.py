@@ -40,6 +40,9 @@ class TokenResponse:
     # Only for users (authorization_code, refresh_token).
     refresh_token: str | None = None
     id_token: str | None = None
+    # Set when the token was answered from the reuse cache (never sent): the caller checks
+    # it was not revoked meanwhile (oauth.reuse).
+    reused_jti: str | None = None
 
     def body(self) -> dict[str, str | int]:
         body: dict[str, str | int] = {
@@ -99,13 +102,19 @@ class ClientCredentialsGrant:
             is_service_account=True,
             groups=client.groups,
             scope=scope,
+            epoch=client.tokens_epoch,
         )
         reuse = config.reuse
         if reuse is not None:
             held = reuse.get(reuse_key(client, scope), now)
             if held is not None:
-                remaining = int(held.issued_at) + held.expires_in - int(now)
-                return TokenResponse(access_token=held.token, expires_in=remaining, scope=scope)
+                remaining = held.issued_at + held.expires_in - int(now)
+                return TokenResponse(
+                    access_token=held.token,
+                    expires_in=remaining,
+                    scope=scope,
+                    reused_jti=held.jti,
+                )
         issued = issue_access_token(
             who,
             keys=config.keys,
@@ -113,7 +122,6 @@ class ClientCredentialsGrant:
             audience=config.audience,
             ttl=config.ttl,
             now=now,
-            cutoff_ms=client.tokens_cutoff_ms,
         )
         if reuse is not None:
             reuse.put(reuse_key(client, scope), issued)
@@ -215,7 +223,7 @@ def _issue_user_tokens(
         scope=what.chain_scope or what.scope,
         expires_at=what.chain_expires_at,
         access_jti=access.jti,
-        access_expires_at=int(access.issued_at) + access.expires_in,
+        access_expires_at=access.issued_at + access.expires_in,
     )
     response = TokenResponse(
         access_token=access.token,

@@ -32,7 +32,12 @@ from centrali.oauth.errors import InvalidRequestError, UnauthorizedClientError
 from centrali.oauth.grants import REFRESH_TOKEN_PREFIX, IssuerConfig
 from centrali.oauth.opaque_tokens import plausible_token, token_digest
 from centrali.oauth.ports import ClientRecord
-from centrali.oauth.tokens import TokenError, VerifiedToken, cut_off, verify_access_token
+from centrali.oauth.tokens import (
+    TokenError,
+    VerifiedToken,
+    revoked_by_account,
+    verify_access_token,
+)
 from centrali.oauth.user_ports import PublicClient, RefreshRecord
 
 TOKEN_TYPE_HINTS = ("access_token", "refresh_token")
@@ -50,9 +55,9 @@ class TokenStanding:
     workspace: str
     # A service account neither revoked nor deleted; always True for a member.
     active: bool
-    # Tokens with ``iat`` at or below this epoch millisecond were cut off by a revoke or a
-    # rotation (tokens.cut_off).
+    # A service account's token epoch and time cut-off (tokens.revoked_by_account).
     tokens_cutoff_ms: int = 0
+    tokens_epoch: int = 0
     # The token's own ``jti`` was revoked (RFC 7009).
     jti_revoked: bool = False
 
@@ -131,7 +136,9 @@ def token_is_live(token: VerifiedToken, standing: TokenStanding | None) -> bool:
         standing is not None
         and standing.active
         and standing.workspace == token.workspace
-        and not cut_off(token.issued_at, standing.tokens_cutoff_ms)
+        and not revoked_by_account(
+            token, epoch=standing.tokens_epoch, cutoff_ms=standing.tokens_cutoff_ms
+        )
         and not standing.jti_revoked
     )
 

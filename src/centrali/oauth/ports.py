@@ -61,8 +61,11 @@ class ClientRecord:
     grant_types: tuple[str, ...]
     scopes: tuple[str, ...]
     groups: tuple[str, ...]
-    # Tokens whose iat (epoch ms) is at or below this are dead; new ones are minted after it.
+    # Tokens whose iat (epoch ms) is at or below this are dead (the check for tokens without
+    # an epoch claim, issued before there was one).
     tokens_cutoff_ms: int = 0
+    # Tokens carry the epoch they were issued at; a revoke moves it on (tokens.revoked_by_account).
+    tokens_epoch: int = 0
     keys: tuple[ClientKey, ...] = ()
     federated: tuple[FederatedCredential, ...] = ()
 

@@ -7,15 +7,15 @@ client's credential state (its secrets, revocation cut-off, workspace, groups), 
 a revoke/re-activate or a group change is never answered from memory. Per process, bounded.
 
 A token revoked by itself (``POST /oidc/revoke``) changes nothing in the key, and the revoke
-may have reached another worker or instance: before answering from memory the cache asks
-``revoked`` (the store's revoked tokens, shared by every instance: one primary-key read) and
-forgets a revoked token, so the client gets a new one.
+may have reached another worker or instance: an answer from memory says so
+(``TokenResponse.reused_jti``), the token endpoint asks the store's revoked tokens (shared by
+every instance; batched, off the event loop) and, for a revoked one, ``forget``s it and asks
+the grant again, which then signs a new token.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from centrali.oauth.ports import ClientRecord
@@ -29,7 +29,7 @@ def reuse_key(client: ClientRecord, scope: str) -> ReuseKey:
         client.client_id,
         scope,
         tuple(s.id for s in client.secrets),
-        client.tokens_cutoff_ms,
+        client.tokens_epoch,
         client.workspace,
         client.groups,
     )
@@ -39,8 +39,6 @@ def reuse_key(client: ClientRecord, scope: str) -> ReuseKey:
 class TokenReuseCache:
     window: int
     max_entries: int = 10_000
-    # Whether a jti is revoked (True also when that cannot be told: then a new token).
-    revoked: Callable[[str], bool] | None = None
 
     def __post_init__(self) -> None:
         self._tokens: OrderedDict[ReuseKey, IssuedToken] = OrderedDict()
@@ -51,14 +49,16 @@ class TokenReuseCache:
         if issued is None:
             return None
         age = now - issued.issued_at
-        # exp is the whole second of iat plus the lifetime (tokens.issue_access_token).
-        if age >= self.window or int(issued.issued_at) + issued.expires_in - now < 1:
-            del self._tokens[key]
-            return None
-        if self.revoked is not None and self.revoked(issued.jti):
+        if age >= self.window or issued.issued_at + issued.expires_in - now < 1:
             del self._tokens[key]
             return None
         return issued
+
+    def forget(self, jti: str) -> None:
+        """Drop the held token with this ``jti`` (it was revoked)."""
+        for key, issued in list(self._tokens.items()):
+            if issued.jti == jti:
+                del self._tokens[key]
 
     def put(self, key: ReuseKey, issued: IssuedToken) -> None:
         self._tokens[key] = issued

@@ -24,6 +24,8 @@ from centrali.oauth.signing import decode_jwt, sign_jwt
 ACCESS_TOKEN_TYP = "at+jwt"
 _ACCEPTED_TYPS = frozenset({"at+jwt", "application/at+jwt"})
 REQUIRED_CLAIMS = ("sub", "iss", "aud", "iat", "exp", "workspace", "isServiceAccount")
+# The claim that carries a service account's token epoch (TokenSubject.epoch).
+ACCOUNT_EPOCH = "accountEpoch"
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +38,9 @@ class TokenSubject:
     is_service_account: bool
     groups: Sequence[str]
     scope: str
+    # A service account's token epoch (claim ACCOUNT_EPOCH): the token dies when the account's
+    # epoch moves past it (a revoke, a delete, a rotation with revokeTokens).
+    epoch: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +48,7 @@ class IssuedToken:
     token: str
     expires_in: int
     jti: str
-    issued_at: int | float
+    issued_at: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,18 +66,11 @@ class VerifiedToken:
     jti: str
     claims: dict[str, Any]
 
-
-def issued_at(now: float, cutoff_ms: int = 0) -> int | float:
-    """The ``iat`` of a token minted at ``now``: the whole second, unless a revocation
-    cut-off (epoch ms: tokens with iat at or below it are dead) falls in that second; then
-    the millisecond after both (RFC 7519 §2 NumericDate may hold a fraction). A token of an
-    account re-activated in the second of its revoke is therefore alive at once. It is dated
-    in the future (which a verifier without leeway refuses) only when ``now`` is not past the
-    cut-off's millisecond: the token endpoint lets that millisecond pass first."""
-    iat_ms = max(int(now) * 1000, cutoff_ms + 1)
-    if iat_ms % 1000 == 0:
-        return iat_ms // 1000
-    return max(iat_ms, int(now * 1000)) / 1000
+    @property
+    def epoch(self) -> int | None:
+        """The service account's token epoch the token was issued at (None: no claim)."""
+        value = self.claims.get(ACCOUNT_EPOCH)
+        return value if _is_int(value) else None
 
 
 def issue_access_token(
@@ -83,18 +81,16 @@ def issue_access_token(
     audience: str,
     ttl: int,
     now: float,
-    cutoff_ms: int = 0,
 ) -> IssuedToken:
-    """Sign an RS256 access token for ``who``; ``exp`` = ``iat`` + ``ttl`` (whole
-    seconds); ``cutoff_ms``: see issued_at."""
-    iat = issued_at(now, cutoff_ms)
+    """Sign an RS256 access token for ``who``; ``exp`` = ``iat`` + ``ttl``."""
+    iat = int(now)
     jti = secrets.token_urlsafe(16)
     claims = {
         "iss": issuer,
         "sub": who.subject,
         "aud": audience,
         "iat": iat,
-        "exp": int(iat) + ttl,
+        "exp": iat + ttl,
         "jti": jti,
         "client_id": who.client_id,
         "scope": who.scope,
@@ -102,6 +98,8 @@ def issue_access_token(
         "isServiceAccount": "true" if who.is_service_account else "false",
         "groups": list(who.groups),
     }
+    if who.epoch is not None:
+        claims[ACCOUNT_EPOCH] = who.epoch
     token = sign_jwt(claims, keys.signing.signer, typ=ACCESS_TOKEN_TYP)
     return IssuedToken(token=token, expires_in=ttl, jti=jti, issued_at=iat)
 
@@ -186,3 +184,13 @@ def cut_off(issued_at: float, cutoff_ms: int) -> bool:
     """Whether a token issued at ``issued_at`` (epoch seconds, maybe with a fraction) died
     with an account's revocation cut-off (epoch ms: iat at or below it is dead)."""
     return cutoff_ms > 0 and round(issued_at * 1000) <= cutoff_ms
+
+
+def revoked_by_account(token: VerifiedToken, *, epoch: int, cutoff_ms: int) -> bool:
+    """Whether the account's revocations since ``token`` was issued killed it. A token with
+    an ``accountEpoch`` claim died when the account's epoch moved past it: exact, whatever
+    the clocks of the issuing and the revoking instance say. A token without one (issued
+    before the claim existed) died at the time cut-off."""
+    if token.epoch is not None:
+        return token.epoch < epoch
+    return cut_off(token.issued_at, cutoff_ms)

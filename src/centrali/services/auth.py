@@ -20,7 +20,7 @@ from centrali.oauth.tokens import (
     InvalidTokenError,
     TokenExpiredError,
     VerifiedToken,
-    cut_off,
+    revoked_by_account,
     verify_access_token,
 )
 from centrali.services.context import Principal
@@ -114,7 +114,7 @@ def service_account_principal(
     if (
         account.status != "active"
         or account.workspace != workspace_slug
-        or cut_off(token.issued_at, account.tokens_cutoff_ms)
+        or revoked_by_account(token, epoch=account.tokens_epoch, cutoff_ms=account.tokens_cutoff_ms)
         or account.token_revoked
     ):
         raise TokenRevokedError()

@@ -240,9 +240,12 @@ def _resolve_groups(session: Session, workspace_id: int, names: Sequence[str]) -
     return [found[n] for n in wanted]
 
 
-def _cutoff(actor: Actor) -> int:
-    """Tokens issued up to and including this millisecond die (see ClientRecord)."""
-    return math.floor(actor.at.timestamp() * 1000)
+def _cut_tokens(account: ServiceAccount, actor: Actor) -> None:
+    """Every token issued to the account so far dies: its epoch moves on (tokens carrying
+    an older one are dead), and, for tokens from before the epoch claim, the time cut-off
+    is now."""
+    account.tokens_epoch = (account.tokens_epoch or 0) + 1
+    account.tokens_cutoff_ms = math.floor(actor.at.timestamp() * 1000)
 
 
 def parse_expiry(raw: str | None, field: str, now: datetime) -> datetime | None:
@@ -320,6 +323,7 @@ def create(
             scope=checked_scope,
             status="active",
             tokens_cutoff_ms=0,
+            tokens_epoch=0,
             created_at=actor.at,
             created_by=actor.subject,
             updated_at=actor.at,
@@ -523,7 +527,7 @@ def rotate(
         repo.sync_account_credentials(session, account_id=account.id, now=actor.at)
         holder.append((secret, row.id))
         if revoke_tokens:
-            account.tokens_cutoff_ms = _cutoff(actor)
+            _cut_tokens(account, actor)
         return {
             "secretId": row.id,
             "gracePeriodSeconds": grace_period_seconds,
@@ -548,7 +552,7 @@ def revoke(
 
     def apply(_s: Session, _w: object, account: ServiceAccount) -> None:
         account.status = "revoked"
-        account.tokens_cutoff_ms = _cutoff(actor)
+        _cut_tokens(account, actor)
 
     return _change(
         db,
@@ -582,7 +586,7 @@ def delete(db: Database, *, workspace_slug: str, account_id: int, actor: Actor) 
     def apply(session: Session, workspace: Any, account: ServiceAccount) -> None:
         repo.count_live_accounts(session, workspace_id=workspace.id, delta=-1)
         account.status = "deleted"
-        account.tokens_cutoff_ms = _cutoff(actor)
+        _cut_tokens(account, actor)
         secrets = repo.list_account_secrets(session, account_id=account.id)
         repo.delete_account_secrets(session, account_id=account.id, ids=[r.id for r in secrets])
         keys = repo.list_account_keys(session, account_id=account.id)

@@ -62,6 +62,7 @@ def _client_lookup(dialect_name: str) -> Select[Any]:
             cast(_sa.c.group_names, Text),
             cast(_sa.c.public_keys, Text),
             cast(_sa.c.federated, Text),
+            _sa.c.tokens_epoch,
         )
         .select_from(ids)
         .outerjoin(_sa, _sa.c.client_id == cid)
@@ -81,6 +82,7 @@ _ABSENT = (
     '["api-users"]',
     "[]",
     "[]",
+    0,
 )
 
 
@@ -150,7 +152,9 @@ class SqlClientStore:
 
 def _record(client_id: str, row: Sequence[Any] | None) -> ClientRecord | None:
     """A hit's record, or None after decoding a stand-in record the same way (a miss)."""
-    secrets, status, grant_types, scope, cutoff_ms, slug, groups, keys, federated = row or _ABSENT
+    secrets, status, grant_types, scope, cutoff_ms, slug, groups, keys, federated, epoch = (
+        row or _ABSENT
+    )
     secrets = json.loads(secrets) if secrets else ()
     grant_types = json.loads(grant_types) if grant_types else ()
     groups = json.loads(groups) if groups else ()
@@ -165,6 +169,7 @@ def _record(client_id: str, row: Sequence[Any] | None) -> ClientRecord | None:
         scopes=tuple(scope.split()),
         groups=tuple(groups or ()),
         tokens_cutoff_ms=int(cutoff_ms or 0),
+        tokens_epoch=int(epoch or 0),
         keys=tuple(ClientKey(int(i), kid, alg, jwk, e) for i, kid, alg, jwk, e in keys or ()),
         federated=tuple(
             FederatedCredential(int(i), iss, sub, aud, e) for i, iss, sub, aud, e in federated or ()

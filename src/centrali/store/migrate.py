@@ -1,8 +1,9 @@
 """Alembic, driven from code: ``serve`` and ``centrali db upgrade`` bring the schema to head.
 
-Alembic is imported by the functions that migrate, not with this module: commands that only
-read (``centrali user token``) check the schema with ``schema_problem``, which reads the
-revision chain from the migration files' ``revision`` / ``down_revision`` lines.
+Alembic and SQLAlchemy are imported by the functions that use them, not with this module:
+commands that only read (``centrali user token``) check the schema with ``schema_problem`` or
+``known_revisions``, which read the revision chain from the migration files' ``revision`` /
+``down_revision`` lines.
 """
 
 from __future__ import annotations
@@ -11,11 +12,9 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, text
-from sqlalchemy.exc import OperationalError, ProgrammingError
-
 if TYPE_CHECKING:
     from alembic.config import Config
+    from sqlalchemy import Engine
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _REVISION_LINE = re.compile(r"""^(down_revision|revision)\s*(?::[^=]*)?=\s*(.+?)\s*$""", re.M)
@@ -60,6 +59,9 @@ def current_revision(engine: Engine) -> str | None:
 
 def stored_revision(engine: Engine) -> str | None:
     """The store's revision by one query (None: never migrated)."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
     with engine.connect() as conn:
         try:
             return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()

@@ -517,6 +517,7 @@ class AccountState(NamedTuple):
     workspace: str
     # The presented token's jti is in revoked_tokens.
     token_revoked: bool = False
+    tokens_epoch: int = 0
 
 
 def service_account_grants(
@@ -580,6 +581,7 @@ def _sa_grants_many(dialect_name: str) -> Select[Any]:
             jti.label("jti"),
             ServiceAccount.status,
             ServiceAccount.tokens_cutoff_ms,
+            ServiceAccount.tokens_epoch,
             Workspace.slug,
             Group.name,
             GroupPermission.permission,
@@ -612,11 +614,10 @@ def service_accounts_grants(
     stmt = _cached(_SA_GRANTS_MANY, dialect, _sa_grants_many)
     params = _pair_params(dialect, ("cid", "jti"), pairs)
     found: dict[tuple[str, str], AccountGrants] = {}
-    for cid, jti, status, cutoff_ms, slug, group, permission, jti_revoked in conn.execute(
-        stmt, params
-    ):
+    for row in conn.execute(stmt, params):
+        cid, jti, status, cutoff_ms, epoch, slug, group, permission, jti_revoked = row
         key = (cid, jti)
-        state = AccountState(status, int(cutoff_ms or 0), slug, bool(jti_revoked))
+        state = AccountState(status, int(cutoff_ms or 0), slug, bool(jti_revoked), int(epoch or 0))
         grants = found[key][1] if key in found else {}
         found[key] = (state, grants)
         if group is not None:

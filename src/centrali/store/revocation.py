@@ -11,6 +11,7 @@ The per-request check of the workspace API does not come through here: it folds 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, select
@@ -63,16 +64,18 @@ def prune_revoked_tokens(session: Session, *, expired_before: int, limit: int = 
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-def jti_revoked(db: Database, jti: str) -> bool:
-    """Whether ``jti`` is in revoked_tokens: one primary-key read, for the token reuse cache
-    (oauth.reuse) before it hands out a held token. A store that does not answer counts as
-    revoked: the caller then signs a new token, which needs no store."""
+def revoked_jtis(db: Database, jtis: Sequence[str]) -> list[bool]:
+    """Whether each ``jti`` is in revoked_tokens, in one statement (the token reuse cache
+    asks before it hands out a held token; web.runtime gathers the questions of the moment).
+    A store that does not answer counts as revoked: the caller then signs a new token, which
+    needs no store."""
     try:
         with db.autocommit_engine.connect() as conn:
-            found = conn.execute(select(RevokedToken.jti).where(RevokedToken.jti == jti)).first()
+            stmt = select(RevokedToken.jti).where(RevokedToken.jti.in_(set(jtis)))
+            found = set(conn.execute(stmt).scalars())
     except _UNAVAILABLE:
-        return True
-    return found is not None
+        return [True] * len(jtis)
+    return [jti in found for jti in jtis]
 
 
 class SqlTokenStateStore:
@@ -109,6 +112,7 @@ class SqlTokenStateStore:
                     workspace=account.workspace,
                     active=account.status == "active",
                     tokens_cutoff_ms=account.tokens_cutoff_ms,
+                    tokens_epoch=account.tokens_epoch,
                     jti_revoked=account.token_revoked,
                 )
             member = repo.user_grants(

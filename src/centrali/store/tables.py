@@ -163,6 +163,10 @@ class ServiceAccount(Base):
     # revoke, a delete, a rotation with revokeTokens); 0: none. Tokens minted after a revoke
     # carry a later iat, to the millisecond if need be (oauth.grants.issued_at_after).
     tokens_cutoff_ms: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Moved on by every revoke, delete and rotation with revokeTokens; tokens carry the one
+    # they were issued at (claim accountEpoch) and die when it moves past them: no clock
+    # involved, so instances whose clocks disagree cannot let a token survive a revoke.
+    tokens_epoch: Mapped[int] = mapped_column(BigInteger, default=0)
     # The latest successful use of any of the account's credentials (flushed every few
     # seconds by services.credential_usage; never moves back).
     last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime())

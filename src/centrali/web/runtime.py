@@ -34,7 +34,7 @@ from centrali.store.client_store import SqlClientStore
 from centrali.store.db import Database
 from centrali.store.replay import SqlReplayStore, replay_key
 from centrali.store.repositories import AccountGrants, read_records, service_accounts_grants
-from centrali.store.revocation import jti_revoked
+from centrali.store.revocation import revoked_jtis
 from centrali.web.batching import TurnBatch
 
 log = logging.getLogger("centrali.web")
@@ -64,6 +64,10 @@ class Runtime:
         )
         self.record_reads: TurnBatch[tuple[str, int], tuple[Any, ...] | None] = TurnBatch(
             lambda keys: self._read_records(keys), name="records"
+        )
+        # The reuse cache's question before a held token goes out (token_asgi.issue_token).
+        self.revoked_jtis: TurnBatch[str, bool] = TurnBatch(
+            lambda jtis: revoked_jtis(self.db, jtis), name="revoked"
         )
         self.limiter = build_limiter(self.settings)
         self.token_failures = TokenFailureCounter()
@@ -103,11 +107,7 @@ class Runtime:
     def set_keys(self, keys: KeySet) -> None:
         self.keys = keys
         s = self.settings
-        reuse = (
-            TokenReuseCache(s.token_reuse_seconds, revoked=lambda jti: jti_revoked(self.db, jti))
-            if s.token_reuse_seconds
-            else None
-        )
+        reuse = TokenReuseCache(s.token_reuse_seconds) if s.token_reuse_seconds else None
         self.issuer_config = IssuerConfig(
             keys=keys, issuer=s.issuer, audience=s.audience, ttl=s.token_ttl, reuse=reuse
         )
@@ -116,7 +116,12 @@ class Runtime:
     async def close(self) -> None:
         """Release what the worker holds besides the store (the Redis connection, the
         lookup threads)."""
-        for batch in (self.client_lookups, self.grant_lookups, self.record_reads):
+        for batch in (
+            self.client_lookups,
+            self.grant_lookups,
+            self.record_reads,
+            self.revoked_jtis,
+        ):
             batch.close()
         await self.issuer_keys.close()
         for holder in (self.limiter.store if self.limiter else None, self.replay):

@@ -96,16 +96,16 @@ async def issue_token(
             db=runtime.db,
             settings=runtime.settings,
         )
-    client = authenticated.confidential
-    wait = (client.tokens_cutoff_ms + 1) / 1000 - runtime.clock.now()
-    if wait > 0:
-        # Revoked and re-activated within this very millisecond (or by an instance whose
-        # clock is ahead): the token's iat must fall after the cut-off without being dated
-        # in the future, so let that millisecond pass (capped: clocks may disagree).
-        await asyncio.sleep(min(wait, 1.0))
-    return complete_token_request(
-        prepared, authenticated, config=runtime.issuer_config, clock=runtime.clock
-    )
+    config = runtime.issuer_config
+    response = complete_token_request(prepared, authenticated, config=config, clock=runtime.clock)
+    if response.reused_jti is not None and config.reuse is not None:
+        # Answered from memory: unless that token was revoked meanwhile (on any instance).
+        if await runtime.revoked_jtis.find(response.reused_jti):
+            config.reuse.forget(response.reused_jti)
+            response = complete_token_request(
+                prepared, authenticated, config=config, clock=runtime.clock
+            )
+    return response
 
 
 class TokenDispatcher:

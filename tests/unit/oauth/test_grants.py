@@ -19,7 +19,7 @@ from centrali.oauth.grants import (
 )
 from centrali.oauth.keys import KeySet
 from centrali.oauth.reuse import TokenReuseCache, reuse_key
-from centrali.oauth.tokens import cut_off, verify_access_token
+from centrali.oauth.tokens import verify_access_token
 from tests.unit.oauth.fakes import (
     AUDIENCE,
     CLIENT_ID,
@@ -131,29 +131,22 @@ def test_scope_not_allowed_is_invalid_scope(config: IssuerConfig) -> None:
 
 
 @pytest.mark.parametrize(
-    ("now", "cutoff_ms", "iat"),
+    ("now", "epoch"),
     [
-        pytest.param(1000.25, 0, 1000, id="never-revoked"),
-        pytest.param(1500.0, 1_000_000, 1500, id="revoked-long-ago"),
-        pytest.param(1001.25, 1_000_999, 1001, id="cutoff-in-the-last-ms-of-the-second-before"),
-        pytest.param(1001.0, 1_000_999, 1001, id="at-the-second-after-the-cutoff"),
-        pytest.param(1000.75, 1_000_250, 1000.75, id="cutoff-earlier-in-the-same-second"),
-        pytest.param(1000.5, 1_000_000, 1000.5, id="cutoff-on-the-whole-second"),
+        pytest.param(1000.25, 0, id="never-revoked"),
+        pytest.param(1000.75, 3, id="revoked-three-times"),
     ],
 )
-def test_a_token_is_minted_at_once_after_the_cutoff(
-    config: IssuerConfig, now: float, cutoff_ms: int, iat: float
+def test_a_token_carries_the_accounts_epoch_and_a_whole_second_iat(
+    config: IssuerConfig, now: float, epoch: int
 ) -> None:
-    clock = FakeClock(now)  # no sleep(): the grant never waits
-    client = make_client(tokens_cutoff_ms=cutoff_ms)
+    clock = FakeClock(now)  # the grant never waits, whatever the cut-off
+    client = make_client(tokens_epoch=epoch, tokens_cutoff_ms=int(now * 1000))
     response = ClientCredentialsGrant().handle(client, {}, config, clock)
     assert clock.now() == now
     claims = jwt.decode(response.access_token, options={"verify_signature": False})
-    assert claims["iat"] == iat
-    assert type(claims["iat"]) is type(iat)  # a whole second stays an integer
-    assert claims["iat"] <= now
-    assert not cut_off(claims["iat"], cutoff_ms)
-    assert claims["exp"] == int(now) + TTL
+    assert (claims["iat"], claims["exp"]) == (int(now), int(now) + TTL)
+    assert claims["accountEpoch"] == epoch
     assert response.expires_in == TTL
 
 
@@ -182,7 +175,7 @@ def test_a_repeat_request_in_the_window_gets_the_same_token(reusing: IssuerConfi
 @pytest.mark.parametrize(
     "changed",
     [
-        pytest.param({"tokens_cutoff_ms": int(NOW) * 1000 + 500}, id="revoked-and-reactivated"),
+        pytest.param({"tokens_epoch": 1}, id="revoked-and-reactivated"),
         pytest.param(
             {"secrets": (stored(SECRET, SECRET_ID), stored("sk_new", 2))}, id="new-secret"
         ),
@@ -202,8 +195,8 @@ def test_a_change_of_the_clients_credential_state_is_never_answered_from_memory(
     assert _jti(again) != _jti(first)
 
 
-def test_the_reuse_key_holds_the_secret_ids_and_the_cutoff() -> None:
-    client = make_client(secrets=(stored(SECRET, 4), stored("sk_other", 9)), tokens_cutoff_ms=1_234)
+def test_the_reuse_key_holds_the_secret_ids_and_the_epoch() -> None:
+    client = make_client(secrets=(stored(SECRET, 4), stored("sk_other", 9)), tokens_epoch=1_234)
     assert reuse_key(client, "openid") == (
         CLIENT_ID,
         "openid",
@@ -215,28 +208,11 @@ def test_the_reuse_key_holds_the_secret_ids_and_the_cutoff() -> None:
 
 
 def test_a_held_token_with_less_than_a_second_left_is_not_reused(key_set: KeySet) -> None:
-    # The same timing as the next test, with a whole-second iat.
     config = IssuerConfig(
         keys=key_set, issuer=ISSUER, audience=AUDIENCE, ttl=2, reuse=TokenReuseCache(60)
     )
     first = ClientCredentialsGrant().handle(make_client(), {}, config, FakeClock(NOW))
     again = ClientCredentialsGrant().handle(make_client(), {}, config, FakeClock(NOW + 1.5))
-    assert _jti(again) != _jti(first)
-
-
-def test_a_reused_token_minted_after_a_cutoff_is_not_served_in_its_last_second(
-    key_set: KeySet,
-) -> None:
-    # TTL 2 s (CENTRALI_TOKEN_TTL allows 1 s and up), reuse window 60 s.
-    config = IssuerConfig(
-        keys=key_set, issuer=ISSUER, audience=AUDIENCE, ttl=2, reuse=TokenReuseCache(60)
-    )
-    client = make_client(tokens_cutoff_ms=int(NOW) * 1000 + 500)
-    first = ClientCredentialsGrant().handle(client, {}, config, FakeClock(NOW + 0.75))
-    claims = jwt.decode(first.access_token, options={"verify_signature": False})
-    assert (claims["iat"], claims["exp"]) == (NOW + 0.75, int(NOW) + 2)
-    # 0.5 s before its exp: the held token is about to expire, a new one is due.
-    again = ClientCredentialsGrant().handle(client, {}, config, FakeClock(NOW + 1.5))
     assert _jti(again) != _jti(first)
 
 

@@ -31,7 +31,6 @@ from centrali.oauth.tokens import (
     TokenSubject,
     cut_off,
     issue_access_token,
-    issued_at,
     verify_access_token,
 )
 from tests.unit.oauth.fakes import AUDIENCE, CLIENT_ID, ISSUER, NOW
@@ -406,39 +405,20 @@ def test_verifier_refuses_a_token_with_a_lone_surrogate(
         _verify(genuine[:at] + "\ud800" + genuine[at:], key_set)
 
 
-# --- iat and the revocation cut-off -----------------------------------------------------------
+# --- the revocation cut-off for tokens without an epoch ---------------------------------------
 
 # Epoch seconds from 2001 to 2096, to the microsecond and beyond (any float in range).
 moments = st.floats(1e9, 4e9, allow_nan=False, allow_infinity=False)
 
 
 @PROPERTY
-@given(now=moments, cutoff_back_ms=st.integers(-5_000, 10_000_000))
-def test_a_new_token_is_never_cut_off_by_the_cutoff_it_was_minted_after(
-    now: float, cutoff_back_ms: int
-) -> None:
-    now_ms = math.floor(now * 1000)
-    cutoff = max(1, now_ms - cutoff_back_ms)  # in the past, or (clock skew) a little ahead
-    iat = issued_at(now, cutoff)
-    assert not cut_off(iat, cutoff)
-    assert iat >= int(now)
-    if isinstance(iat, float):
-        assert iat == round(iat, 3)  # whole milliseconds
-    if cutoff < now_ms:  # a cut-off before this millisecond: never dated after now
-        assert round(iat * 1000) <= now_ms
-
-
-@PROPERTY
-@given(now=moments)
-def test_a_token_of_an_account_never_revoked_is_dated_on_the_whole_second(now: float) -> None:
-    iat = issued_at(now, 0)
-    assert iat == int(now)
-    assert isinstance(iat, int)
-    assert not cut_off(iat, 0)
-
-
-@PROPERTY
 @given(now=moments, revoked_later_ms=st.integers(0, 10_000_000))
 def test_every_token_minted_before_a_revoke_is_cut_off(now: float, revoked_later_ms: int) -> None:
-    iat = issued_at(now, 0)
+    iat = int(now)  # tokens carry whole seconds
     assert cut_off(iat, math.floor(now * 1000) + revoked_later_ms)
+
+
+@PROPERTY
+@given(now=moments, earlier_ms=st.integers(1000, 10_000_000))
+def test_a_token_minted_seconds_after_a_revoke_is_not_cut_off(now: float, earlier_ms: int) -> None:
+    assert not cut_off(int(now), math.floor(now * 1000) - earlier_ms)

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import jwt
@@ -19,9 +20,10 @@ from centrali.oauth.tokens import (
     TokenError,
     TokenExpiredError,
     TokenSubject,
+    VerifiedToken,
     cut_off,
     issue_access_token,
-    issued_at,
+    revoked_by_account,
     verify_access_token,
 )
 from tests.unit.oauth.fakes import AUDIENCE, CLIENT_ID, ISSUER, NOW, pyjwt_decode_at
@@ -342,53 +344,9 @@ def test_expired_forgery_is_invalid_not_expired(
         _verify(forged, key_set)
 
 
-# --- iat and the revocation cut-off -----------------------------------------------------------
+# --- the account epoch and the revocation cut-off ----------------------------------------------
 
 S = 1_700_000_000  # a whole second; cut-offs are epoch milliseconds
-
-
-@pytest.mark.parametrize(
-    ("now", "cutoff_ms", "iat"),
-    [
-        pytest.param(S + 0.25, 0, S, id="never-revoked"),
-        pytest.param(S + 0.25, (S - 100) * 1000, S, id="revoked-long-ago"),
-        pytest.param(S + 0.25, S * 1000 - 1, S, id="cutoff-in-the-last-ms-of-the-second-before"),
-        pytest.param(float(S), S * 1000 - 1, S, id="now-on-the-second-after-the-cutoff"),
-        pytest.param(S + 0.25, S * 1000, S + 0.25, id="cutoff-on-the-second"),
-        pytest.param(S + 0.25, S * 1000 + 100, S + 0.25, id="cutoff-earlier-in-the-second"),
-        pytest.param(S + 0.25, S * 1000 + 249, S + 0.25, id="cutoff-the-ms-before-now"),
-        pytest.param(S + 0.2507, S * 1000 + 100, S + 0.25, id="sub-millisecond-dropped"),
-    ],
-)
-def test_issued_at_is_the_second_or_just_after_a_cutoff_in_that_second(
-    now: float, cutoff_ms: int, iat: float
-) -> None:
-    got = issued_at(now, cutoff_ms)
-    assert got == iat
-    assert type(got) is type(iat)  # a whole second stays an integer claim
-    assert int(now) <= got <= now
-    assert not cut_off(got, cutoff_ms)
-
-
-@pytest.mark.parametrize(
-    ("now", "cutoff_ms"),
-    [
-        pytest.param(S + 0.25, S * 1000 + 250, id="cutoff-in-the-same-millisecond"),
-        pytest.param(
-            S + 0.99951171875, S * 1000 + 999, id="same-millisecond-at-the-end-of-a-second"
-        ),
-    ],
-)
-def test_in_the_millisecond_of_the_cutoff_the_token_is_dated_just_after_it(
-    now: float, cutoff_ms: int
-) -> None:
-    """The one case a new token's iat is ahead of now, by at most a millisecond (revoked and
-    re-activated within one millisecond): the token endpoint lets that millisecond pass
-    before it issues (web.token_asgi.issue_token)."""
-    got = issued_at(now, cutoff_ms)
-    assert not cut_off(got, cutoff_ms)
-    assert round(got * 1000) == cutoff_ms + 1
-    assert got - now <= 0.001
 
 
 @pytest.mark.parametrize(
@@ -399,9 +357,7 @@ def test_in_the_millisecond_of_the_cutoff_the_token_is_dated_just_after_it(
         pytest.param(S, S * 1000 + 500, True, id="whole-second-before-the-cutoff"),
         pytest.param(S, S * 1000 - 1, False, id="whole-second-after-the-cutoff"),
         pytest.param(S + 0.2, S * 1000 + 200, True, id="fraction-at-the-cutoff"),
-        pytest.param(S + 0.199, S * 1000 + 200, True, id="fraction-before-the-cutoff"),
         pytest.param(S + 0.201, S * 1000 + 200, False, id="fraction-just-after-the-cutoff"),
-        pytest.param(S + 1, S * 1000 + 999, False, id="next-second"),
     ],
 )
 def test_cut_off_kills_tokens_issued_at_or_before_the_cutoff_millisecond(
@@ -410,37 +366,67 @@ def test_cut_off_kills_tokens_issued_at_or_before_the_cutoff_millisecond(
     assert cut_off(iat, cutoff_ms) is dead
 
 
+def _token(key_set: KeySet, epoch: int | None, now: float = NOW) -> VerifiedToken:
+    who = replace(SUBJECT, epoch=epoch)
+    issued = issue_access_token(
+        who, keys=key_set, issuer=ISSUER, audience=AUDIENCE, ttl=TTL, now=now
+    )
+    return _verify(issued.token, key_set, now=now)
+
+
 @pytest.mark.parametrize(
-    ("now", "cutoff_ms", "iat"),
+    ("token_epoch", "account_epoch", "cutoff_ms", "dead"),
     [
-        pytest.param(NOW + 0.5, int(NOW) * 1000 + 200, NOW + 0.5, id="after-a-cutoff-this-second"),
-        pytest.param(NOW + 0.5, 0, int(NOW), id="never-revoked"),
+        pytest.param(0, 0, 0, False, id="never-revoked"),
+        pytest.param(0, 1, 0, True, id="revoked-since"),
+        pytest.param(3, 3, 0, False, id="issued-after-the-last-revoke"),
+        # The epoch alone decides: a cut-off stamped by a clock that is ahead (after the
+        # token's iat) does not kill a token of the current epoch ...
+        pytest.param(3, 3, (int(NOW) + 5) * 1000, False, id="cutoff-clock-ahead"),
+        # ... and one stamped by a clock that is behind does not save a revoked token.
+        pytest.param(2, 3, (int(NOW) - 5) * 1000, True, id="cutoff-clock-behind"),
     ],
 )
-def test_issued_tokens_carry_that_iat_verify_without_leeway_and_expire_on_a_whole_second(
-    key_set: KeySet,
-    signing_key: SigningKey,
-    monkeypatch: pytest.MonkeyPatch,
-    now: float,
-    cutoff_ms: int,
-    iat: float,
+def test_tokens_with_an_epoch_die_exactly_when_the_account_epoch_moves_on(
+    key_set: KeySet, token_epoch: int, account_epoch: int, cutoff_ms: int, dead: bool
 ) -> None:
+    token = _token(key_set, token_epoch)
+    assert token.epoch == token_epoch
+    assert revoked_by_account(token, epoch=account_epoch, cutoff_ms=cutoff_ms) is dead
+
+
+@pytest.mark.parametrize(
+    ("cutoff_ms", "dead"),
+    [
+        pytest.param(0, False, id="never-revoked"),
+        pytest.param(int(NOW) * 1000, True, id="revoked-in-its-second"),
+        pytest.param(int(NOW) * 1000 - 1, False, id="revoked-before-it"),
+    ],
+)
+def test_tokens_without_an_epoch_die_at_the_time_cutoff(
+    key_set: KeySet, cutoff_ms: int, dead: bool
+) -> None:
+    token = _token(key_set, None)
+    assert token.epoch is None and "accountEpoch" not in token.claims
+    assert revoked_by_account(token, epoch=7, cutoff_ms=cutoff_ms) is dead
+
+
+def test_issued_tokens_have_a_whole_second_iat_and_verify_without_leeway(
+    key_set: KeySet, signing_key: SigningKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = NOW + 0.5
     issued = issue_access_token(
-        SUBJECT,
-        keys=key_set,
-        issuer=ISSUER,
-        audience=AUDIENCE,
-        ttl=TTL,
-        now=now,
-        cutoff_ms=cutoff_ms,
+        replace(SUBJECT, epoch=4), keys=key_set, issuer=ISSUER, audience=AUDIENCE, ttl=TTL, now=now
     )
-    assert issued.issued_at == iat
-    verified = _verify(issued.token, key_set, now=now)
-    assert (verified.issued_at, verified.expires_at) == (iat, int(NOW) + TTL)
+    assert issued.issued_at == int(NOW)
     claims = pyjwt_decode_at(
         issued.token, signing_key.public_key, signing_key.alg, now, monkeypatch
     )
-    assert claims["iat"] == iat
+    assert (claims["iat"], claims["exp"], claims["accountEpoch"]) == (
+        int(NOW),
+        int(NOW) + TTL,
+        4,
+    )
 
 
 def test_the_verifier_accepts_a_fractional_iat(key_set: KeySet, signing_key: SigningKey) -> None:
