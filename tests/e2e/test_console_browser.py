@@ -9,8 +9,13 @@ account: adds one (shown once), rotates with a grace period, deletes one (and is
 last one), and finds "last used" and the expiry badge in the list. A third adds keys (a PEM
 converted in the browser, a JWK) and a federated credential from the GitHub Actions preset,
 gets a token with a private_key_jwt assertion, and is refused deleting the last credential.
+A fourth reads the audit log by names and emails (the IDs on hover), filters it by email,
+picks groups from the workspace's, checks at 390x844 that no page scrolls sideways, and
+signs in as a member without service-accounts:manage (refused, with a link back that works
+once they are granted it).
 Each page is saved as a screenshot under ``test-artifacts/console/<store>/``
-(``.../secrets/<store>/`` and ``.../keys/<store>/`` for the others); with
+(``.../secrets/<store>/``, ``.../keys/<store>/`` and ``.../people/<store>/`` for the
+others); with
 ``CENTRALI_UPDATE_DOCS_SCREENSHOT=1`` the service-account list also goes to
 ``docs/console-service-accounts.png``, the secrets of an account to
 ``docs/console-secrets.png`` and its keys and federated credentials to
@@ -112,6 +117,8 @@ def shots(request: pytest.FixtureRequest) -> Shots:
         folder = ARTIFACTS / "secrets" / backend
     elif request.node.originalname == "test_console_manages_keys_and_federated_credentials":
         folder = ARTIFACTS / "keys" / backend
+    elif request.node.originalname == "test_console_names_people_and_fits_a_phone":
+        folder = ARTIFACTS / "people" / backend
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     return Shots(folder)
@@ -310,14 +317,18 @@ def test_console_manages_service_accounts(
     page.locator("#edit-description").fill("Calls the records API from the EU cluster")
     page.locator("#describe-form button").click()
     expect(page.locator("#describe-form [role=status]")).to_have_text("Description saved.")
-    page.locator("#edit-groups").fill("api-users, no-such-group")
-    page.locator("#groups-form button").click()
-    error = page.locator("#groups-form [role=alert]")
-    expect(error).to_contain_text("The groups were not saved.")
+    page.locator("#edit-name").fill("x" * 201)
+    page.locator("#rename-form button").click()
+    error = page.locator("#rename-form [role=alert]")
+    expect(error).to_contain_text("The name was not saved.")
     error_text = error.inner_text()
     assert "{" not in error_text and '"error"' not in error_text, error_text
+    assert "200 characters" in error_text, error_text
     shots(page, "error-in-words")
-    page.locator("#edit-groups").fill("api-users, developers")
+    # The workspace's groups are offered as choices, the account's own ticked.
+    expect(page.locator("#edit-groups-api-users")).to_be_checked()
+    expect(page.locator("#edit-groups-developers")).not_to_be_checked()
+    page.locator("#edit-groups-developers").check()
     page.locator("#groups-form button").click()
     expect(page.locator("#groups-form [role=status]")).to_contain_text("Groups saved.")
     shots(page, "edited")
@@ -913,6 +924,162 @@ def test_console_manages_keys_and_federated_credentials(
     public = RSAAlgorithm.to_jwk(key.public_key(), as_dict=True)
     assert public["n"][:24] not in audit_text
     shots(page, "audit-log-keys")
+
+    assert problems == []
+    assert time.monotonic() - started_at < BUDGET_SECONDS
+
+
+@pytest.mark.e2e
+def test_console_names_people_and_fits_a_phone(
+    started_at: float, console_server: Server, browser_page: tuple[Any, list[str]], shots: Shots
+) -> None:
+    """The audit log names people by email and accounts by name (the IDs in the tooltips);
+    its "By" filter takes an email; groups are the workspace's, ticked; at 390 px wide no
+    page scrolls sideways; a member without service-accounts:manage is told why, with a
+    link back to the page that refused them, which works once they are granted it."""
+    from playwright.sync_api import expect
+
+    server = console_server
+    page, problems = browser_page
+    base = server.base_url
+    expect.set_options(timeout=STEP_TIMEOUT_MS)
+    api = f"/workspace/{WORKSPACE}/api/v1"
+    ops, reader = "ops@acme.test", "reader@acme.test"
+    # Another manager, who creates an account; a member in no group, with a password.
+    cli_inproc(server.env, "user", "create", ops, "--workspace", WORKSPACE)
+    cli_inproc(server.env, "group", "add-member", "workspace-admins", ops, "--workspace", WORKSPACE)
+    made = subprocess.run(
+        [str(CENTRALI), "user", "create", reader, "--workspace", WORKSPACE, "--password-stdin"],
+        input=PASSWORD + "\n",
+        env=server.env,
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT,
+        check=False,
+    )
+    assert made.returncode == 0, made.stderr
+    ops_token = cli_inproc(server.env, "user", "token", ops, "--workspace", WORKSPACE).strip()
+    with server.client() as http:
+        http.headers["Authorization"] = f"Bearer {ops_token}"
+        by_ops = http.post(f"{api}/service-accounts", json={"name": "Ops exporter"}).json()
+        members = {m["email"]: m["subject"] for m in http.get(f"{api}/members").json()["data"]}
+    assert set(members) == {ADMIN, ops, reader}
+
+    page.goto(f"{base}/console")
+    sign_in(page)
+    expect(page.get_by_role("heading", name="Service accounts")).to_be_visible()
+
+    # --- groups: the workspace's, as choices; the default ones ticked on a new account -----
+    page.get_by_role("link", name="New service account").click()
+    choices = page.locator("#groups input[type=checkbox]")
+    expect(choices).to_have_count(3)
+    assert [c.get_attribute("value") for c in choices.all()] == [
+        "api-users",
+        "developers",
+        "workspace-admins",
+    ]
+    expect(page.locator("#groups-api-users")).to_be_checked()
+    expect(page.locator("label[for=groups-developers]")).to_have_attribute(
+        "title", re.compile("records:write")
+    )
+    page.locator("#name").fill("Phone-made account")
+    page.locator("#groups-api-users").uncheck()
+    page.locator("#groups-developers").check()
+    page.get_by_role("button", name="Create service account").click()
+    expect(page.locator("#secret-panel")).to_be_visible()
+    expect(page.locator("#details")).to_contain_text("developers")
+    account_id = page.url.rsplit("/", 1)[1]
+    expect(page.locator("#edit-groups-developers")).to_be_checked()
+    expect(page.locator("#edit-groups-api-users")).not_to_be_checked()
+    page.locator("#hide-secret").click()
+    # Created by you: your email and subject in the tooltip.
+    created_by = page.locator("#details .actor")
+    expect(created_by).to_have_text("you")
+    expect(created_by).to_have_attribute("title", f"{ADMIN} \u00b7 {members[ADMIN]}")
+    page.locator("#edit-groups-developers").uncheck()
+    page.locator("#groups-form button").click()
+    expect(page.locator("#groups-form [role=status]")).to_contain_text("Groups saved.")
+    expect(page.locator("#details")).to_contain_text("no groups")
+    with server.client() as http:
+        http.headers["Authorization"] = f"Bearer {ops_token}"
+        assert http.get(f"{api}/service-accounts/{account_id}").json()["groups"] == []
+
+    # --- the audit log: emails and names, the IDs on hover --------------------------------
+    page.locator("#nav").get_by_role("link", name="Audit log").click()
+    rows = page.locator("#audit-events tbody tr")
+    # Ops joining workspace-admins (by the command line), ops' account, and mine (twice).
+    expect(rows).to_have_count(4)
+    expect(rows.last.locator(".by .actor")).to_have_text(re.compile(r"^command line \(.+\)$"))
+    ops_row = page.locator("#audit-events tbody tr", has_text="Ops exporter")
+    expect(ops_row.locator(".by .actor")).to_have_text(ops)
+    expect(ops_row.locator(".by .actor")).to_have_attribute("title", members[ops])
+    expect(ops_row.locator(".target a")).to_have_attribute("title", by_ops["clientId"])
+    mine = rows.filter(has_text="Phone-made account")
+    expect(mine).to_have_count(2)
+    expect(mine.first.locator(".by")).to_have_text("you")
+    audit_text = page.locator("#audit-events").inner_text()
+    for subject in members.values():
+        assert subject not in audit_text, subject
+    assert by_ops["clientId"] not in audit_text
+    shots(page, "audit-names")
+
+    # --- "By" takes an email ---------------------------------------------------------------
+    expect(page.locator("#filter-actor-people option")).to_have_count(3)
+    page.locator("#filter-actor").fill(ops)
+    page.get_by_role("button", name="Filter").click()
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("Ops exporter")
+    assert "actor=ops%40acme.test" in page.url
+    expect(page.locator("#filter-actor")).to_have_value(ops)
+
+    # --- a phone: nothing scrolls sideways; the tables scroll in their own box ------------
+    page.set_viewport_size({"width": 390, "height": 844})
+    wide = "() => document.documentElement.scrollWidth"
+    page.locator("#audit-filters a", has_text="Clear").click()
+    expect(rows).to_have_count(4)
+    assert page.evaluate(wide) <= 390
+    wrap = (
+        "(s) => { const e = document.querySelector(s).closest('.table-wrap');"
+        " return [e.scrollWidth, e.clientWidth]; }"
+    )
+    inner, box = page.evaluate(wrap, "#audit-events")
+    assert inner > 390 and box <= 390, (inner, box)
+    shots(page, "phone-audit")
+    page.locator("#nav").get_by_role("link", name="Service accounts").click()
+    expect(page.locator("#accounts tbody tr")).to_have_count(2)
+    assert page.evaluate(wide) <= 390
+    shots(page, "phone-accounts")
+    page.get_by_role("link", name="Phone-made account").click()
+    expect(page.locator("#details")).to_be_visible()
+    expect(page.locator("#keys-section")).to_be_visible()
+    assert page.evaluate(wide) <= 390
+    shots(page, "phone-account")
+    page.locator("a.back").click()
+    page.get_by_role("link", name="New service account").click()
+    expect(page.locator("#create-form")).to_be_visible()
+    assert page.evaluate(wide) <= 390
+    shots(page, "phone-create")
+    page.set_viewport_size({"width": 1280, "height": 820})
+
+    # --- a member without service-accounts:manage: why, and a way back -------------------
+    page.locator("#sign-out").click()
+    expect(page.get_by_role("heading", name="You are signed out")).to_be_visible()
+    page.goto(f"{base}/console/audit?action=service_account.created")
+    page.locator("input[name=email]").fill(reader)
+    page.locator("input[name=password]").fill(PASSWORD)
+    page.locator("input[name=password]").press("Enter")
+    expect(page.get_by_role("heading", name="You cannot see this page")).to_be_visible()
+    expect(page.locator("#refused")).to_contain_text("service-accounts:manage")
+    again = page.locator("#try-again")
+    expect(again).to_have_attribute("href", "/console/audit?action=service_account.created")
+    shots(page, "refused")
+    cli_inproc(
+        server.env, "group", "add-member", "workspace-admins", reader, "--workspace", WORKSPACE
+    )
+    again.click()
+    expect(page.get_by_role("heading", name="Audit log")).to_be_visible()
+    expect(rows).to_have_count(2)
+    assert page.url == f"{base}/console/audit?action=service_account.created"
 
     assert problems == []
     assert time.monotonic() - started_at < BUDGET_SECONDS

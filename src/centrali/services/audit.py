@@ -183,6 +183,15 @@ class AuditFilter:
         return parsed
 
 
+def _actor_subject(session: Session, actor: str | None) -> str | None:
+    """``actor`` as recorded: a user's email stands for their subject; anything else (a
+    subject, ``cli:…``) is matched as it is."""
+    if actor is None or "@" not in actor:
+        return actor
+    user = repo.get_user_by_email(session, email=actor.strip().lower())
+    return actor if user is None else user.subject
+
+
 def list_events(
     db: Database,
     *,
@@ -198,7 +207,7 @@ def list_events(
             session,
             workspace_id=workspace.id,
             action=f.action,
-            actor=f.actor,
+            actor=_actor_subject(session, f.actor),
             target=f.target,
             since=f.since,
             until=f.until,

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -30,6 +31,27 @@ class UserView:
     email: str
     workspace: str
     groups: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MemberView:
+    """Who a user subject in a workspace's audit log is: the console shows the email."""
+
+    subject: str
+    email: str
+
+
+def list_members(db: Database, *, workspace_slug: str) -> list[MemberView]:
+    """The workspace's members (subject and email), by email."""
+    with db.read() as session:
+        workspace = require_workspace(session, workspace_slug)
+        stmt = (
+            select(User.subject, User.email)
+            .join(Membership, Membership.user_id == User.id)
+            .where(Membership.workspace_id == workspace.id)
+            .order_by(User.email)
+        )
+        return [MemberView(subject, email) for subject, email in session.execute(stmt)]
 
 
 def create_user(

@@ -29,6 +29,7 @@ from centrali.web.routes import audit, oidc, ops, records, service_accounts, str
 from centrali.web.routes import authorize as authorize_routes
 from centrali.web.routes import console as console_routes
 from centrali.web.routes import introspection as introspection_routes
+from centrali.web.routes import members as members_routes
 from centrali.web.runtime import Runtime, flush_token_failures, watch_keys
 from centrali.web.token_asgi import (
     OAUTH_ERROR_SCHEMA,
@@ -92,6 +93,7 @@ def create_app(settings: Settings, *, db: Database | None = None) -> CentraliApp
     app.include_router(structures.router)
     app.include_router(records.router)
     app.include_router(audit.router)
+    app.include_router(members_routes.router)
     app.include_router(console_routes.router)
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=settings.max_body_bytes, body_timeout=settings.body_timeout

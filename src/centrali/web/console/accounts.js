@@ -10,6 +10,7 @@ import {
   describeAccount,
   getAccount,
   listAccounts,
+  listGroups,
   listSecrets,
   renameAccount,
   revokeAccount,
@@ -22,8 +23,8 @@ import {
 } from './dom.js';
 import { credentialSections } from './credentials.js';
 import {
-  EXPIRY_WARNING_DAYS, actor, busy, expiryCell, expiryValue, field, isExpired, localDay, pager, positiveInt,
-  reportError,
+  EXPIRY_WARNING_DAYS, actor, busy, expiryCell, expiryValue, field, isExpired, loadPeople, localDay, pager,
+  positiveInt, reportError,
 } from './views.js';
 
 const PAGE_SIZE = 20;
@@ -72,6 +73,51 @@ function groupChips(groups) {
   return h('span', { class: 'chips' }, groups.map((g) => h('span', { class: 'chip' }, g)));
 }
 
+/** The workspace's groups, or null when the server cannot list them (an older one). */
+async function workspaceGroups() {
+  try {
+    return (await listGroups()).data;
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 404) return null;
+    throw error;
+  }
+}
+
+/**
+ * The groups to choose from: a checkbox each (``selected`` ticked), its permissions in the
+ * tooltip; ``value()`` the ticked names. Without a list, a text input of names.
+ */
+function groupPicker(id, groups, selected) {
+  if (!groups) {
+    const input = h('input', { id, name: 'groups', autocomplete: 'off', placeholder: 'api-users', value: selected.join(', ') });
+    return {
+      control: field('Groups', input, 'Group names separated by commas; empty for none.'),
+      value: () => parseList(input.value),
+      set: (names) => { input.value = names.join(', '); },
+    };
+  }
+  const names = [...new Set([...groups.map((g) => g.name), ...selected])];
+  const about = new Map(groups.map((g) => [g.name, g]));
+  const boxes = names.map((name) => h('input', {
+    type: 'checkbox', name: 'groups', value: name, id: `${id}-${name}`, checked: selected.includes(name),
+  }));
+  const control = h('fieldset', { class: 'group-choices', id, 'aria-describedby': `${id}-help` },
+    h('legend', {}, 'Groups'),
+    h('div', { class: 'choices' }, boxes.map((box) => {
+      const group = about.get(box.value);
+      const perms = group?.permissions.length ? group.permissions.join(', ') : 'no permissions';
+      return h('label', { class: 'choice', for: box.id, title: group ? perms : 'Not a group of this workspace' },
+        box, ' ', box.value, group?.isDefault ? h('span', { class: 'muted small' }, ' (default)') : null);
+    })),
+    h('p', { class: 'help', id: `${id}-help` },
+      'A token of the account carries the permissions of its groups (hover a group to see them). None ticked: no groups.'));
+  return {
+    control,
+    value: () => boxes.filter((box) => box.checked).map((box) => box.value),
+    set: (chosen) => { for (const box of boxes) box.checked = chosen.includes(box.value); },
+  };
+}
+
 // --- the list --------------------------------------------------------------------------
 
 export async function accountsPage(ctx) {
@@ -116,13 +162,14 @@ export async function createPage(ctx) {
   const slot = h('div', { class: 'slot' });
   const name = h('input', { id: 'name', name: 'name', required: true, autocomplete: 'off' });
   const description = h('textarea', { id: 'description', name: 'description', rows: 3 });
-  const groups = h('input', { id: 'groups', name: 'groups', autocomplete: 'off', placeholder: 'api-users' });
+  const choices = await workspaceGroups();
+  // The workspace's default groups ticked: what a new account gets when given none.
+  const groups = groupPicker('groups', choices, (choices ?? []).filter((g) => g.isDefault).map((g) => g.name));
   const submit = h('button', { type: 'submit', class: 'btn btn-primary' }, 'Create service account');
   const form = h('form', { class: 'form', id: 'create-form', novalidate: true },
     field('Name', name, 'What uses it, e.g. \u201cProduction API client\u201d.'),
     field('Description (optional)', description),
-    field('Groups (optional)', groups,
-      'Group names separated by commas. Leave empty for the workspace\u2019s default groups.'),
+    groups.control,
     h('div', { class: 'actions' }, submit, h('a', { href: ctx.href('/'), class: 'btn', 'data-route': '' }, 'Cancel')),
   );
   form.addEventListener('submit', (event) => {
@@ -137,8 +184,9 @@ export async function createPage(ctx) {
       try {
         const body = { name: name.value.trim() };
         if (description.value.trim()) body.description = description.value.trim();
-        const chosen = parseList(groups.value);
-        if (chosen.length) body.groups = chosen;
+        const chosen = groups.value();
+        // Typed names, none given: the workspace's default groups.
+        if (choices || chosen.length) body.groups = chosen;
         const created = await createAccount(body);
         const { clientSecret, ...account } = created;
         // The account travels along, so the page need not fetch it (a failed fetch there
@@ -167,9 +215,12 @@ export async function accountPage(ctx, id) {
   const secret = takeSecret(id);
   // All at once; a failed list costs its section only, not the page.
   const firstSecrets = listSecrets(id).then((result) => result.data, (error) => ({ error }));
+  const groupChoices = workspaceGroups().catch(() => null);
+  const peopleLoaded = loadPeople().catch(() => false);
   let account;
   const credentials = credentialSections(id, () => account, () => getAccount(account.id).then(show, () => null));
   account = secret?.account ?? (await getAccount(id));
+  await peopleLoaded;
   ctx.title(account.name);
   const secretSlot = h('div', { class: 'slot', id: 'secret-slot' });
   const title = h('h1', { class: 'account-title' });
@@ -351,12 +402,12 @@ export async function accountPage(ctx, id) {
   }, 'The description was not saved.');
 
   const groupsSlot = h('div', { class: 'slot' });
-  const groupsInput = h('input', { id: 'edit-groups', name: 'groups', value: account.groups.join(', '), autocomplete: 'off' });
-  const groupsForm = editForm('groups-form', 'Groups', groupsInput, 'Save groups', groupsSlot, async () => {
-    show(await setAccountGroups(account.id, parseList(groupsInput.value)));
-    groupsInput.value = account.groups.join(', ');
+  const groupsPicker = groupPicker('edit-groups', await groupChoices, account.groups);
+  const groupsForm = editForm('groups-form', null, groupsPicker.control, 'Save groups', groupsSlot, async () => {
+    show(await setAccountGroups(account.id, groupsPicker.value()));
+    groupsPicker.set(account.groups);
     return 'Groups saved. Tokens issued from now on carry them.';
-  }, 'The groups were not saved.', 'Group names separated by commas; empty for none. Each call checks the groups anew.');
+  }, 'The groups were not saved.');
 
   // Rotate.
   const rotateSlot = h('div', { class: 'slot' });
@@ -501,7 +552,7 @@ function item(label, ...value) {
 function editForm(id, label, control, buttonLabel, slot, save, failure, help) {
   const button = h('button', { type: 'submit', class: 'btn' }, buttonLabel);
   const form = h('form', { class: 'form edit-form', id, novalidate: true },
-    field(label, control, help), h('div', { class: 'actions' }, button), slot);
+    label ? field(label, control, help) : control, h('div', { class: 'actions' }, button), slot);
   form.addEventListener('submit', (event) => {
     event.preventDefault();
     busy(button, async () => {

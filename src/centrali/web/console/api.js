@@ -157,3 +157,9 @@ export const revokeAccount = (id) => call('POST', `${accounts}/${id}/revoke`);
 export const activateAccount = (id) => call('POST', `${accounts}/${id}/activate`);
 export const deleteAccount = (id) => call('DELETE', `${accounts}/${id}`);
 export const listAuditEvents = (query) => call('GET', '/audit-events', { query });
+/** A page of accounts after the account ``after`` (keyset): ``{data, nextAfter}``. */
+export const listAccountsAfter = (after, limit) => call('GET', accounts, { query: { after, limit } });
+/** The workspace's members: ``{data: [{subject, email}]}``. */
+export const listMembers = () => call('GET', '/members');
+/** The workspace's groups: ``{data: [{name, permissions, isDefault}]}``. */
+export const listGroups = () => call('GET', '/groups');

@@ -1,6 +1,7 @@
 // The console's entry point: sign in, then route between the pages in the browser.
 
 import { accountPage, accountsPage, createPage } from './accounts.js';
+import { ApiError } from './api.js';
 import { auditPage } from './audit.js';
 import {
   SessionEndedError,
@@ -83,7 +84,7 @@ async function render() {
     }
   } catch (error) {
     ctx.title('Error');
-    content = [
+    content = error instanceof ApiError && error.status === 403 ? refused(ctx, error) : [
       h('h1', {}, error instanceof SessionEndedError ? 'Signed out' : 'This page could not be shown'),
       h('div', { class: 'notice notice-error', role: 'alert' },
         h('p', {}, errorText(error)),
@@ -97,6 +98,28 @@ async function render() {
   fill(main, message ? flashNotice(message) : null, content);
   window.scrollTo(0, 0);
   (ctx.autofocus ?? main).focus({ preventScroll: ctx.autofocus === null });
+}
+
+/**
+ * A page the server refused (403): why, what to ask for, and a link back to this same page
+ * to try again once the permission is granted (every page needs the same one). The link
+ * loads the page anew, so the sign-in is fresh: a token carries the groups of its sign-in.
+ */
+function refused(ctx, error) {
+  ctx.title('Not allowed');
+  const search = ctx.query.toString();
+  return [
+    h('h1', {}, 'You cannot see this page'),
+    h('div', { class: 'notice notice-error', role: 'alert', id: 'refused' },
+      h('p', {}, errorText(error)),
+      h('p', {}, 'The console needs the permission service-accounts:manage in the workspace ',
+        h('strong', {}, currentUser()?.workspace ?? ''),
+        '. Ask a workspace administrator to add you to a group that has it (such as workspace-admins), '
+        + 'then come back here: the console signs you in anew with your groups.')),
+    h('p', {}, h('a', {
+      href: `${href(ctx.path)}${search ? `?${search}` : ''}`, id: 'try-again', class: 'btn',
+    }, 'Try this page again')),
+  ];
 }
 
 function flashNotice([kind, text]) {

@@ -1,5 +1,6 @@
 // Pieces shared by the pages: errors in words, paging, busy buttons.
 
+import { listMembers } from './api.js';
 import { ConsoleError, SessionEndedError, currentUser, startSignIn } from './auth.js';
 import { h, notify, relativeText, time, untilMs } from './dom.js';
 
@@ -33,11 +34,45 @@ export function signInButton(label = 'Sign in again') {
   return button;
 }
 
-/** Who did something: "you" for the signed-in user (whose ID is in the tooltip). */
+// The workspace's members by subject (their email), as last loaded by ``loadPeople``.
+const people = new Map();
+
+/**
+ * Load the members' emails, so that ``actor`` can name people; true when they were. A
+ * failure (an older server, say) leaves the subjects shown as they are.
+ */
+export async function loadPeople() {
+  try {
+    const { data } = await listMembers();
+    people.clear();
+    for (const member of data) people.set(member.subject, member.email);
+    return true;
+  } catch (error) {
+    if (error instanceof SessionEndedError) throw error;
+    return false;
+  }
+}
+
+/** The members' emails, for a datalist. */
+export function memberEmails() {
+  return [...people.values()];
+}
+
+/**
+ * Who did something: "you" for the signed-in user, a member by their email, a CLI command
+ * as "command line (…)"; the recorded subject in the tooltip.
+ */
 export function actor(subject) {
   if (!subject) return h('span', { class: 'muted' }, '\u2014');
-  if (subject === currentUser()?.subject) return h('span', { title: subject }, 'you');
-  return h('span', { class: 'subject' }, subject);
+  const email = people.get(subject);
+  if (subject === currentUser()?.subject) {
+    return h('span', { class: 'actor', title: email ? `${email} \u00b7 ${subject}` : subject }, 'you');
+  }
+  if (email) return h('span', { class: 'actor', title: subject }, email);
+  if (subject.startsWith('cli:')) {
+    return h('span', { class: 'actor', title: subject }, `command line (${subject.slice(4)})`);
+  }
+  return h('span', { class: 'subject', title: 'Not a member of this workspace (any more)' }, subject);
 }
 
 /** Run ``task`` with ``button`` disabled, so a double click sends one request. */
