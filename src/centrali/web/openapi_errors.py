@@ -1,4 +1,5 @@
-"""The error answers of the workspace API, as OpenAPI response objects for the routers.
+"""The error answers of the workspace API, as OpenAPI response objects for the routers, and
+the routers' operation ids.
 
 Every workspace route may answer these; FastAPI's default 422 is never sent (validation
 errors are 400 here) and is removed from the document by ``web.app``.
@@ -7,6 +8,16 @@ errors are 400 here) and is removed from the document by ``web.app``.
 from __future__ import annotations
 
 from typing import Any
+
+from fastapi.routing import APIRoute
+
+
+def operation_id(route: APIRoute) -> str:
+    """A route's operationId: its function's name (``create_service_account``), which
+    generated clients take as the name of their function, instead of FastAPI's default of
+    name, path and method run together."""
+    return route.name
+
 
 API_ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",

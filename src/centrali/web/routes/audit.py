@@ -3,7 +3,7 @@ requests, for the workspace's service-account managers."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
@@ -14,11 +14,15 @@ from centrali.services.errors import ForbiddenError, InvalidBodyError
 from centrali.services.permissions import MANAGE_SERVICE_ACCOUNTS
 from centrali.services.validation import PageRequest
 from centrali.web.deps import PrincipalDep
-from centrali.web.openapi_errors import API_ERRORS
+from centrali.web.openapi_errors import API_ERRORS, operation_id
+from centrali.web.responses import AuditEvent, AuditEventPage, TokenFailure, TokenFailurePage
 from centrali.web.runtime import get_runtime
 
 router = APIRouter(
-    prefix="/workspace/{workspace_slug}/api/v1/audit-events", tags=["audit"], responses=API_ERRORS
+    prefix="/workspace/{workspace_slug}/api/v1/audit-events",
+    tags=["audit"],
+    responses=API_ERRORS,
+    generate_unique_id_function=operation_id,
 )
 
 _EVENT_PARAMS = frozenset({"action", "actor", "target", "since", "until", "page", "limit"})
@@ -61,7 +65,7 @@ def list_audit_events(
     until: str | None = None,
     page: str | None = None,
     limit: str | None = None,
-) -> dict[str, Any]:
+) -> AuditEventPage:
     """The workspace's audit events, newest first; ``since`` inclusive, ``until`` exclusive
     (ISO 8601 with a timezone)."""
     _check_query(request, _EVENT_PARAMS)
@@ -70,7 +74,9 @@ def list_audit_events(
     views, total = audit.list_events(
         get_runtime(request).db, workspace_slug=workspace_slug, page=paging, filters=filters
     )
-    return paging.body([v.as_dict() for v in views], total)
+    return AuditEventPage(
+        data=[AuditEvent.of(v) for v in views], page=paging.page, limit=paging.limit, total=total
+    )
 
 
 @router.get("/token-failures")
@@ -83,7 +89,7 @@ def list_token_failures(
     until: str | None = None,
     page: str | None = None,
     limit: str | None = None,
-) -> dict[str, Any]:
+) -> TokenFailurePage:
     """Failed token requests of the workspace's accounts per client id, reason and hour,
     newest hour first; the hours overlapping [``since``, ``until``)."""
     _check_query(request, _FAILURE_PARAMS)
@@ -92,4 +98,6 @@ def list_token_failures(
     views, total = audit.list_token_failures(
         get_runtime(request).db, workspace_slug=workspace_slug, page=paging, filters=filters
     )
-    return paging.body([v.as_dict() for v in views], total)
+    return TokenFailurePage(
+        data=[TokenFailure.of(v) for v in views], page=paging.page, limit=paging.limit, total=total
+    )

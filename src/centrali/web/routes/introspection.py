@@ -111,6 +111,10 @@ _INTROSPECTION = {
         "workspace": {"type": "string"},
         "isServiceAccount": {"type": "string", "enum": ["true", "false"]},
         "groups": {"type": "array", "items": {"type": "string"}},
+        "accountEpoch": {
+            "type": "integer",
+            "description": "a service account's token epoch when the token was issued",
+        },
     },
 }
 

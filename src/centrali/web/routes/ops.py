@@ -3,8 +3,6 @@ they reveal no account, key or secret)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
@@ -13,9 +11,11 @@ from starlette.responses import JSONResponse, Response
 from centrali.services.context import utcnow
 from centrali.services.service_accounts import count_expiring_credentials
 from centrali.web import metrics
+from centrali.web.openapi_errors import operation_id
+from centrali.web.responses import Liveness
 from centrali.web.runtime import get_runtime
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], generate_unique_id_function=operation_id)
 
 _STATUS = {
     "type": "object",
@@ -24,13 +24,10 @@ _STATUS = {
 }
 
 
-@router.get(
-    "/healthz",
-    responses={200: {"content": {"application/json": {"schema": _STATUS}}}},
-)
-def healthz() -> dict[str, Any]:
+@router.get("/healthz")
+def healthz() -> Liveness:
     """Liveness: 200 while the process answers."""
-    return {"status": "ok"}
+    return Liveness(status="ok")
 
 
 @router.get(

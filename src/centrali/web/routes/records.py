@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
@@ -11,26 +9,31 @@ from centrali.services import structures as svc
 from centrali.services.structures import parse_record_id
 from centrali.services.validation import PageRequest
 from centrali.web.deps import RecordsRead, RecordsWrite
-from centrali.web.openapi_errors import API_ERRORS
+from centrali.web.openapi_errors import API_ERRORS, operation_id
+from centrali.web.responses import Record, RecordPage
 from centrali.web.runtime import get_runtime
 from centrali.web.schemas import RecordCreate, RecordUpdate
 
 router = APIRouter(
-    prefix="/workspace/{workspace_slug}/api/v1/records", tags=["records"], responses=API_ERRORS
+    prefix="/workspace/{workspace_slug}/api/v1/records",
+    tags=["records"],
+    responses=API_ERRORS,
+    generate_unique_id_function=operation_id,
 )
 
 
 @router.post("", status_code=201)
 def create_record(
     request: Request, workspace_slug: str, body: RecordCreate, actor: RecordsWrite
-) -> dict[str, Any]:
-    return svc.create_record(
+) -> Record:
+    view = svc.create_record(
         get_runtime(request).db,
         workspace_slug=workspace_slug,
         actor=actor,
         record_slug=body.record_slug,
         data=body.data,
-    ).as_dict()
+    )
+    return Record.of(view)
 
 
 @router.get("")
@@ -41,36 +44,39 @@ def list_records(
     recordSlug: str | None = None,
     page: str | None = None,
     limit: str | None = None,
-) -> dict[str, Any]:
+) -> RecordPage:
     paging = PageRequest.parse(page, limit)
     views, total = svc.list_records(
         get_runtime(request).db, workspace_slug=workspace_slug, record_slug=recordSlug, page=paging
     )
-    return paging.body([v.as_dict() for v in views], total)
+    return RecordPage(
+        data=[Record.of(v) for v in views], page=paging.page, limit=paging.limit, total=total
+    )
 
 
 @router.get("/{record_id}")
 async def get_record(
     request: Request, workspace_slug: str, record_id: str, actor: RecordsRead
-) -> dict[str, Any]:
+) -> Record:
     # The API's hot read: on the event loop like the token endpoint's lookup (a thread-pool
     # hop would cost more than the query), in one statement with the other reads of this
     # loop turn (web.batching).
     key = (workspace_slug, parse_record_id(record_id))
-    return svc.record_view(await get_runtime(request).record_reads.find(key)).as_dict()
+    return Record.of(svc.record_view(await get_runtime(request).record_reads.find(key)))
 
 
 @router.put("/{record_id}")
 def update_record(
     request: Request, workspace_slug: str, record_id: str, body: RecordUpdate, actor: RecordsWrite
-) -> dict[str, Any]:
-    return svc.update_record(
+) -> Record:
+    view = svc.update_record(
         get_runtime(request).db,
         workspace_slug=workspace_slug,
         actor=actor,
         record_id=parse_record_id(record_id),
         data=body.data,
-    ).as_dict()
+    )
+    return Record.of(view)
 
 
 @router.delete("/{record_id}", status_code=204)

@@ -10,7 +10,8 @@ from starlette.responses import Response
 from centrali.services import structures as svc
 from centrali.services.validation import PageRequest
 from centrali.web.deps import StructuresRead, StructuresWrite
-from centrali.web.openapi_errors import API_ERRORS
+from centrali.web.openapi_errors import API_ERRORS, operation_id
+from centrali.web.responses import Structure, StructurePage
 from centrali.web.runtime import get_runtime
 from centrali.web.schemas import StructureCreate, StructureUpdate
 
@@ -18,6 +19,7 @@ router = APIRouter(
     prefix="/workspace/{workspace_slug}/api/v1/structures",
     tags=["structures"],
     responses=API_ERRORS,
+    generate_unique_id_function=operation_id,
 )
 
 
@@ -28,19 +30,21 @@ def list_structures(
     actor: StructuresRead,
     page: str | None = None,
     limit: str | None = None,
-) -> dict[str, Any]:
+) -> StructurePage:
     paging = PageRequest.parse(page, limit)
     views, total = svc.list_structures(
         get_runtime(request).db, workspace_slug=workspace_slug, page=paging
     )
-    return paging.body([v.as_dict() for v in views], total)
+    return StructurePage(
+        data=[Structure.of(v) for v in views], page=paging.page, limit=paging.limit, total=total
+    )
 
 
 @router.post("", status_code=201)
 def create_structure(
     request: Request, workspace_slug: str, body: StructureCreate, actor: StructuresWrite
-) -> dict[str, Any]:
-    return svc.create_structure(
+) -> Structure:
+    view = svc.create_structure(
         get_runtime(request).db,
         workspace_slug=workspace_slug,
         actor=actor,
@@ -48,22 +52,23 @@ def create_structure(
         name=body.name,
         description=body.description,
         fields=[f.model_dump() for f in body.fields],
-    ).as_dict()
+    )
+    return Structure.of(view)
 
 
 @router.get("/{slug}")
 def get_structure(
     request: Request, workspace_slug: str, slug: str, actor: StructuresRead
-) -> dict[str, Any]:
-    return svc.get_structure(
-        get_runtime(request).db, workspace_slug=workspace_slug, slug=slug
-    ).as_dict()
+) -> Structure:
+    return Structure.of(
+        svc.get_structure(get_runtime(request).db, workspace_slug=workspace_slug, slug=slug)
+    )
 
 
 @router.put("/{slug}")
 def update_structure(
     request: Request, workspace_slug: str, slug: str, body: StructureUpdate, actor: StructuresWrite
-) -> dict[str, Any]:
+) -> Structure:
     changes: dict[str, Any] = {}
     if "name" in body.model_fields_set:
         changes["name"] = body.name
@@ -71,9 +76,10 @@ def update_structure(
         changes["description"] = body.description
     if body.fields is not None:
         changes["fields"] = [f.model_dump() for f in body.fields]
-    return svc.update_structure(
+    view = svc.update_structure(
         get_runtime(request).db, workspace_slug=workspace_slug, actor=actor, slug=slug, **changes
-    ).as_dict()
+    )
+    return Structure.of(view)
 
 
 @router.delete("/{slug}", status_code=204)
