@@ -85,19 +85,6 @@ class SecretView:
     last_used_at: str | None
     client_secret: str | None = None
 
-    def as_dict(self) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "id": self.id,
-            "hint": self.hint,
-            "createdAt": self.created_at,
-            "createdBy": self.created_by,
-            "expiresAt": self.expires_at,
-            "lastUsedAt": self.last_used_at,
-        }
-        if self.client_secret is not None:
-            body["clientSecret"] = self.client_secret
-        return body
-
 
 def _secret_view(row: ServiceAccountSecret, secret: str | None = None) -> SecretView:
     return SecretView(
@@ -131,42 +118,6 @@ class ServiceAccountView:
     credentials_expire_at: str | None = None
     client_secret: str | None = None
     secret_id: int | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"id": self.id, "clientId": self.client_id}
-        if self.client_secret is not None:
-            body["clientSecret"] = self.client_secret
-            body["secretId"] = self.secret_id
-        body.update(
-            {
-                "name": self.name,
-                "description": self.description,
-                "workspace": self.workspace,
-                "grant_types": list(self.grant_types),
-                "scope": self.scope,
-                "groups": list(self.groups),
-                "status": self.status,
-                "createdAt": self.created_at,
-                "createdBy": self.created_by,
-                "updatedAt": self.updated_at,
-                "lastUsedAt": self.last_used_at,
-                "credentialsExpireAt": self.credentials_expire_at,
-            }
-        )
-        return body
-
-    def rotation_dict(self) -> dict[str, Any]:
-        """The guide's rotate answer: id, clientId, clientSecret, name, workspace, updatedAt;
-        and secretId, the new secret's."""
-        return {
-            "id": self.id,
-            "clientId": self.client_id,
-            "clientSecret": self.client_secret,
-            "secretId": self.secret_id,
-            "name": self.name,
-            "workspace": self.workspace,
-            "updatedAt": self.updated_at,
-        }
 
 
 def _view(
@@ -735,17 +686,6 @@ class KeyView:
     expires_at: str | None
     last_used_at: str | None
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "kid": self.kid,
-            "kty": self.kty,
-            "alg": self.alg,
-            "createdAt": self.created_at,
-            "createdBy": self.created_by,
-            "expiresAt": self.expires_at,
-            "lastUsedAt": self.last_used_at,
-        }
-
 
 def _key_view(row: ServiceAccountKey) -> KeyView:
     return KeyView(
@@ -859,19 +799,6 @@ class FederatedView:
     created_by: str
     expires_at: str | None
     last_used_at: str | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "issuer": self.issuer,
-            "subject": self.subject,
-            "audience": self.audience,
-            "createdAt": self.created_at,
-            "createdBy": self.created_by,
-            "expiresAt": self.expires_at,
-            "lastUsedAt": self.last_used_at,
-        }
 
 
 def _federated_view(row: ServiceAccountFederatedCredential) -> FederatedView:

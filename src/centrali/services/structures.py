@@ -152,18 +152,6 @@ class StructureView:
             updated_at=isoformat(row.updated_at),
         )
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "slug": self.slug,
-            "name": self.name,
-            "description": self.description,
-            "fields": [f.as_dict() for f in self.fields],
-            "createdAt": self.created_at,
-            "createdBy": self.created_by,
-            "updatedAt": self.updated_at,
-        }
-
 
 @dataclass(frozen=True, slots=True)
 class RecordView:
@@ -184,16 +172,6 @@ class RecordView:
             created_by=row.created_by,
             updated_at=isoformat(row.updated_at),
         )
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "recordSlug": self.record_slug,
-            "data": self.data,
-            "createdAt": self.created_at,
-            "createdBy": self.created_by,
-            "updatedAt": self.updated_at,
-        }
 
 
 def _require_structure(
