@@ -100,6 +100,9 @@ class SqlClientStore:
         self._sql = compiled.string
         self._positional = compiled.positiontup is not None
         self._local = threading.local()
+        # Every connection handed out, by any thread (close() gives them all back).
+        self._held: set[Any] = set()
+        self._held_lock = threading.Lock()
         # The driver's own errors, and SQLAlchemy's wrapping of them (pool connect).
         self._errors: tuple[type[Exception], ...] = (engine.dialect.loaded_dbapi.Error, DBAPIError)
 
@@ -112,12 +115,16 @@ class SqlClientStore:
         if conn is None:
             conn = self._engine.raw_connection()
             self._local.conn = conn
+            with self._held_lock:
+                self._held.add(conn)
         return conn
 
     def _drop_connection(self) -> None:
         conn = getattr(self._local, "conn", None)
         self._local.conn = None
         if conn is not None:
+            with self._held_lock:
+                self._held.discard(conn)
             with contextlib.suppress(Exception):  # it is being thrown away anyway
                 conn.invalidate()
 
@@ -144,10 +151,15 @@ class SqlClientStore:
         return [_record(client_id, found.get(client_id)) for client_id in client_ids]
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
+        """Give back every connection this store holds, whichever thread opened it (the
+        lookups run on a thread of their own: web.batching), so none is left for the
+        garbage collector once the engine is disposed. Call it once nothing looks up."""
         self._local.conn = None
-        if conn is not None:
-            conn.close()
+        with self._held_lock:
+            held, self._held = self._held, set()
+        for conn in held:
+            with contextlib.suppress(Exception):  # closing anyway
+                conn.close()
 
 
 def _record(client_id: str, row: Sequence[Any] | None) -> ClientRecord | None:

@@ -73,7 +73,7 @@ def create_app(settings: Settings, *, db: Database | None = None) -> CentraliApp
                     await task
             await runtime.close()
             app.state.password_gate.close()
-            runtime.clients.close()  # the token endpoint's connection of this (the loop's) thread
+            runtime.clients.close()  # every connection of the lookup thread(s)
             if db is None:
                 database.dispose()
 

@@ -80,7 +80,8 @@ class TurnBatch(Generic[K, V]):
             self._flush(loop)
 
     def close(self) -> None:
-        """Let the thread go once its call in flight (if any) returns."""
+        """Stop the thread once its call in flight (if any) returns (waits for it: whatever
+        that call holds is given back after this)."""
         if self._executor is not None:
-            self._executor.shutdown(wait=False)
+            self._executor.shutdown(wait=True)
             self._executor = None
