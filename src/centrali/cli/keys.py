@@ -122,7 +122,9 @@ def rotate(settings: Settings, lead_time: int | None, alg: str | None) -> None:
 @with_settings
 def retire(settings: Settings, kid: str | None, force: bool) -> None:
     """Retire KID, or without KID every superseded key whose tokens have all expired;
-    print the kids retired. The active signing key is never retired."""
+    print the kids retired. The active signing key is never retired.
+
+    A kid is base64url and may start with '-': give it as it is (keys retire -abc...)."""
     from centrali.services import keys as svc
 
     retired = svc.retire_signing_keys(
