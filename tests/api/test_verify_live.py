@@ -279,7 +279,11 @@ def test_forged_tokens_are_refused_by_the_verifier_and_the_api(
     with pytest.raises(InvalidTokenError):
         verifier.verify(forged, workspace=WS)
     r = client.get(f"/workspace/{WS}/api/v1/structures", headers=bearer(forged))
-    assert (r.status_code, r.json()) == (401, UNAUTHORIZED)
+    # The code is fixed; the message says why (RFC 6750 §3: "Unauthorized: <reason>").
+    assert r.status_code == 401
+    assert r.json()["error"] == UNAUTHORIZED["error"]
+    assert r.json()["message"].startswith("Unauthorized: ")
+    assert 'error="invalid_token"' in r.headers["www-authenticate"]
 
 
 def test_verifier_and_api_agree_on_good_expired_and_foreign_tokens(
