@@ -581,7 +581,7 @@ def _refuse_last_live_credential(
         )
 
 
-def _secret_change(
+def _credential_change(
     db: Database,
     *,
     workspace_slug: str,
@@ -631,7 +631,7 @@ def add_secret(
         view = _secret_view(row, secret)
         return view, {"secretId": row.id, "expiresAt": view.expires_at}
 
-    result: SecretView = _secret_change(
+    result: SecretView = _credential_change(
         db,
         workspace_slug=workspace_slug,
         account_id=account_id,
@@ -661,7 +661,7 @@ def delete_secret(
         repo.delete_account_secrets(session, account_id=account.id, ids=[secret_id])
         return None, {"secretId": secret_id}
 
-    _secret_change(
+    _credential_change(
         db,
         workspace_slug=workspace_slug,
         account_id=account_id,
@@ -747,7 +747,7 @@ def add_key(
         session.flush()
         return _key_view(row), {"kid": row.kid, "alg": row.alg}
 
-    result: KeyView = _secret_change(
+    result: KeyView = _credential_change(
         db,
         workspace_slug=workspace_slug,
         account_id=account_id,
@@ -773,7 +773,7 @@ def delete_key(
         repo.delete_account_keys(session, account_id=account.id, ids=[target.id])
         return None, {"kid": target.kid, "alg": target.alg}
 
-    _secret_change(
+    _credential_change(
         db,
         workspace_slug=workspace_slug,
         account_id=account_id,
@@ -912,7 +912,7 @@ def add_federated(
         session.flush()
         return _federated_view(row), _federated_details(row)
 
-    result: FederatedView = _secret_change(
+    result: FederatedView = _credential_change(
         db,
         workspace_slug=workspace_slug,
         account_id=account_id,
@@ -947,7 +947,7 @@ def delete_federated(
         repo.delete_account_federated(session, account_id=account.id, ids=[target.id])
         return None, details
 
-    _secret_change(
+    _credential_change(
         db,
         workspace_slug=workspace_slug,
         account_id=account_id,
