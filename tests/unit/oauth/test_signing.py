@@ -126,3 +126,89 @@ def test_a_local_signer_refuses_a_key_of_another_algorithm(signing_key: SigningK
 def test_signing_keys_and_fakes_are_signers(signing_key: SigningKey) -> None:
     signers: list[Signer] = [signing_key.signer, FakeSigner()]  # checked by mypy
     assert [s.kid for s in signers] == [signing_key.kid, "fake-kid"]
+
+
+def _signed_raw(signer: FakeSigner, header: bytes, payload: bytes) -> str:
+    """A JWS over exactly these header and payload bytes (what sign_jwt would never write)."""
+    signing_input = _b64(header) + "." + _b64(payload)
+    return signing_input + "." + _b64(signer.sign(signing_input.encode()))
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+HEADER = b'{"alg":"EdDSA","kid":"fake-kid","typ":"test+jwt"}'
+
+
+@pytest.mark.parametrize(
+    ("header", "payload", "description"),
+    [
+        (b"[1]", b'{"iss":"x"}', "malformed token"),  # header not an object
+        (b'{"alg":"EdDSA","kid":"fake-kid","typ":"test+jwt","crit":["exp"]}', b"{}", "malformed"),
+        (b'{"alg":"EdDSA","kid":"fake-kid","typ":"test+jwt","b64":false}', b"{}", "malformed"),
+        (HEADER, b"[1, 2]", "malformed token"),  # payload not an object
+        (HEADER, b"{not json", "malformed token"),
+        (HEADER, b'{"iss":"%s","sub":7}' % ISSUER.encode(), "malformed token"),
+        (HEADER, b'{"iss":"%s","jti":["a"]}' % ISSUER.encode(), "malformed token"),
+        (HEADER, b'{"iss":["%s"]}' % ISSUER.encode(), "wrong issuer"),
+        (HEADER, b'{"sub":"someone"}', "wrong issuer"),
+    ],
+)
+def test_signed_but_malformed_tokens_are_refused_with_a_reason(
+    header: bytes, payload: bytes, description: str
+) -> None:
+    signer = FakeSigner()
+    token = _signed_raw(signer, header, payload)
+    with pytest.raises(InvalidTokenError) as caught:
+        decode_jwt(token, {"fake-kid": signer.public_key}, typs=TYPS, issuer=ISSUER)
+    assert caught.value.description.startswith(description)
+
+
+@pytest.mark.parametrize(
+    ("aud", "accepted"),
+    [
+        ("client", True),
+        (["other", "client"], True),
+        (["other"], False),
+        ([], False),
+        ([1, "client"], False),
+        ({"client": 1}, False),
+        (None, False),
+    ],
+)
+def test_the_audience_may_be_one_string_or_a_list_of_strings(aud: Any, accepted: bool) -> None:
+    signer = FakeSigner()
+    token = sign_jwt({**CLAIMS, "aud": aud}, signer, typ=TYP)
+    keys = {"fake-kid": signer.public_key}
+    if accepted:
+        assert decode_jwt(token, keys, typs=TYPS, issuer=ISSUER, audience="client")["aud"] == aud
+    else:
+        with pytest.raises(InvalidTokenError, match="InvalidAudienceError"):
+            decode_jwt(token, keys, typs=TYPS, issuer=ISSUER, audience="client")
+
+
+def test_one_token_has_one_spelling() -> None:
+    """Padding, stray bits in the last character, characters outside base64url, a fourth
+    segment: all refused, although the bytes they decode to carry a good signature."""
+    signer = FakeSigner()
+    keys = {"fake-kid": signer.public_key}
+    token = sign_jwt(CLAIMS, signer, typ=TYP)
+    assert decode_jwt(token, keys, typs=TYPS, issuer=ISSUER) == CLAIMS
+    head, body, sig = token.split(".")
+    # Ed25519 signatures are 64 bytes: 86 characters, the last one holding 2 spare bits.
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    last = alphabet.index(sig[-1])
+    stray = sig[:-1] + alphabet[last ^ 1]
+    assert _unb64(stray) == _unb64(sig)
+    for forged in (
+        f"{head}.{body}.{stray}",
+        f"{head}.{body}.{sig}==",
+        f"{head}=.{body}.{sig}",
+        f"{head}.{body}.{sig}.",
+        f"{head}.{body}.{sig[:-1]}!",
+        f" {token}",
+        f"{head}.{body}",
+    ):
+        with pytest.raises(InvalidTokenError, match="malformed"):
+            decode_jwt(forged, keys, typs=TYPS, issuer=ISSUER)
