@@ -5,6 +5,25 @@
     python -m bench --peer                # also node-oidc-provider (2 cluster workers)
     python -m bench --api                 # also GET /records/{id} with a service-account token
     python -m bench --scale 1000000       # PostgreSQL with 1,000,000 accounts: tokens/s, paging
+    python -m bench --peer --api --connections 64 --rounds 5
+                                          # 5 back-to-back pairs (ours, then the peer's, then
+                                          # GET /records/{id}): medians of the per-pair ratios
+
+--rounds N measures every connection count N times. With --peer the peer is started once and
+kept running; each round runs our token load and then, at once, the peer's, and the summary
+after the table gives the N ratios (ours / peer's) and their median, per store and connection
+count; with --api each round also runs GET /records/{id} right after the pair, summarised as
+the median of records req/s / our token req/s of the same round. Single runs on a shared
+machine swing by ±15 %: compare medians of pairs, not single runs.
+
+When openssl is on PATH, `openssl speed -multi <cores> -seconds 5 rsa2048` runs first: the
+machine's RSA-2048 signing rate, the ceiling of an RS256 token endpoint; the summary gives our
+median token rate as a share of it (RS256 runs without --reuse only).
+
+The server runs with its access log on (--log-level info, as in production), written to a
+temporary file; after each store the summary counts the file's POST /oidc/token lines against
+the requests wrk counted (the pre-flight checks, warm-ups and requests in flight when wrk
+stops are logged but not counted, so the log should hold at least as many).
 
 Each store gets a fresh `centrali serve --workers N` (SQLite under a temporary data
 directory; PostgreSQL in a private schema of CENTRALI_BENCH_DATABASE_URL, default
@@ -21,9 +40,11 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -74,7 +95,11 @@ class Server:
     process: subprocess.Popen[bytes]
     url: str
     env: dict[str, str]
+    log_path: Path
     rss_samples: dict[int, int] = field(default_factory=dict)
+    # lines of the server's log that are access lines for POST /oidc/token, counted once
+    # the server has stopped (and the log file is gone)
+    token_log_lines: int | None = None
 
     def worker_pids(self) -> list[int]:
         """The serving processes: the workers when there are any, else the server itself."""
@@ -143,8 +168,14 @@ def store(kind: str) -> Iterator[dict[str, str]]:
 def serve(
     env: dict[str, str], workers: int, extra_env: dict[str, str] | None = None
 ) -> Iterator[Server]:
+    """``centrali serve`` with its access log on (--log-level info, as in production), its
+    stdout and stderr in a temporary file; on exit the file's POST /oidc/token lines are
+    counted into ``token_log_lines`` and the file is deleted."""
     port = free_port()
     env = {**env, **(extra_env or {})}
+    log_dir = Path(tempfile.mkdtemp(prefix="centrali-bench-log-"))
+    log_path = log_dir / "serve.log"
+    log_file = log_path.open("wb")
     process = subprocess.Popen(
         [
             str(CENTRALI),
@@ -154,15 +185,15 @@ def serve(
             "--workers",
             str(workers),
             "--log-level",
-            "warning",
+            "info",
         ],
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=log_file,
+        stderr=log_file,
         start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
-    server = Server(process, url, env)
+    server = Server(process, url, env, log_path)
     try:
         deadline = time.monotonic() + 90
         while True:
@@ -175,7 +206,7 @@ def serve(
             except httpx.HTTPError:
                 pass
             if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("centrali serve did not start")
+                raise RuntimeError(f"centrali serve did not start: {_tail(log_path)}")
             time.sleep(0.3)
         # every worker answers discovery before the load starts
         for _ in range(workers * 4):
@@ -189,6 +220,58 @@ def serve(
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+        log_file.close()
+        server.token_log_lines = count_token_lines(log_path)
+        shutil.rmtree(log_dir, ignore_errors=True)
+
+
+def count_token_lines(path: Path) -> int:
+    """Access lines for POST /oidc/token (JSON or text: both hold "POST /oidc/token")."""
+    with path.open(encoding="utf-8", errors="replace") as f:
+        return sum(1 for line in f if "POST /oidc/token" in line)
+
+
+def _tail(path: Path, chars: int = 800) -> str:
+    try:
+        return path.read_text(errors="replace")[-chars:].strip()
+    except OSError:
+        return ""
+
+
+def rsa_sign_rate() -> tuple[int, float] | None:
+    """(processes, RSA-2048 signatures per second) from ``openssl speed -multi <cores>``."""
+    if not shutil.which("openssl"):
+        log("openssl not on PATH: the machine's RSA-2048 signing rate is not measured")
+        return None
+    cores = os.cpu_count() or 1
+    log(f"openssl speed -multi {cores} -seconds 5 rsa2048 (about 10 s)")
+    try:
+        proc = subprocess.run(
+            ["openssl", "speed", "-multi", str(cores), "-seconds", "5", "rsa2048"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    except subprocess.TimeoutExpired:
+        log("openssl speed took over 120 s: skipped")
+        return None
+    # "                  sign    verify    sign/s verify/s"
+    # "rsa 2048 bits 0.000151s 0.000010s   6642.0  96808.2"
+    columns: list[str] = []
+    for line in proc.stdout.splitlines():
+        words = line.split()
+        if "sign/s" in words:
+            columns = words
+        match = re.match(r"rsa\s+2048\s+bits\s+(.*)", line.strip())
+        if match:
+            values = match.group(1).split()
+            index = columns.index("sign/s") if "sign/s" in columns else 2
+            try:
+                return cores, float(values[index])
+            except (IndexError, ValueError):
+                break
+    log(f"no 'rsa 2048 bits' line in openssl speed's output: {proc.stdout[-400:]!r}")
+    return None
 
 
 @contextlib.contextmanager
@@ -237,6 +320,7 @@ def token_load(
     duration: int,
     server_pid: int | None,
     label: str,
+    expect_alg: str = "RS256",
 ) -> dict[str, Any]:
     results = Path(tempfile.mkstemp(suffix=".jsonl")[1])
     env = {
@@ -247,6 +331,7 @@ def token_load(
         "RESULTS_FILE": str(results),
         "BENCH_PYTHON": sys.executable,
         "IDLE_WAIT": "20",
+        "EXPECT_ALG": expect_alg,
     }
     if server_pid:
         env["SERVER_PID"] = str(server_pid)
@@ -356,81 +441,155 @@ def time_get(url: str, headers: dict[str, str], repeat: int = 20) -> float:
     return sorted(times)[len(times) // 2]
 
 
-def run_peer(workers: int, connections: list[int], duration: int) -> list[dict[str, Any]]:
+PEER_CLIENT_ID = "bench-client"
+PEER_CLIENT_SECRET = "bench-secret-0123456789abcdef0123456789abcdef"
+
+
+@dataclass
+class Peer:
+    url: str
+    pid: int
+    workers: int
+
+    @property
+    def target(self) -> str:
+        return f"node-oidc-provider ({self.workers} workers)"
+
+
+@contextlib.contextmanager
+def peer_server(workers: int) -> Iterator[Peer | None]:
+    """node-oidc-provider, started once and kept running until the block ends; None when
+    the peer's script or node is missing."""
     if not PEER_RUN.exists() or not shutil.which("node"):
         log("node-oidc-provider peer not available; skipped")
-        return []
+        yield None
+        return
     port = free_port()
     env = {**os.environ, "PORT": str(port), "WORKERS": str(workers)}
-    process = subprocess.Popen(
-        ["bash", str(PEER_RUN)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    out = Path(tempfile.mkstemp(prefix="centrali-bench-peer-", suffix=".log")[1])
+    with out.open("wb") as out_file:
+        process = subprocess.Popen(
+            ["bash", str(PEER_RUN)],
+            env=env,
+            stdout=out_file,
+            stderr=out_file,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}"
-    rows = []
     try:
-        deadline = time.monotonic() + 180
+        # the first start runs npm ci: give it time
+        deadline = time.monotonic() + 600
         while True:
             try:
                 httpx.get(f"{url}/oidc/jwks", timeout=2)
                 break
             except httpx.HTTPError:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("peer did not start") from None
+                    raise RuntimeError(f"peer did not start: {_tail(out)}") from None
                 time.sleep(0.5)
-        for c in connections:
-            rec = token_load(
-                url,
-                "bench-client",
-                "bench-secret-0123456789abcdef0123456789abcdef",
-                connections=c,
-                duration=duration,
-                server_pid=process.pid,
-                label=f"peer-oidc-provider-w{workers}",
-            )
-            rows.append({"target": f"node-oidc-provider ({workers} workers)", "conns": c, **rec})
+        log(f"node-oidc-provider serving at {url} with {workers} worker(s)")
+        yield Peer(url, process.pid, workers)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=20)
-    return rows
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        out.unlink(missing_ok=True)
 
 
-def bench_store(kind: str, args: argparse.Namespace) -> list[dict[str, Any]]:
+def peer_load(peer: Peer, *, connections: int, duration: int) -> dict[str, Any]:
+    """One token load against the running peer."""
+    return token_load(
+        peer.url,
+        PEER_CLIENT_ID,
+        PEER_CLIENT_SECRET,
+        connections=connections,
+        duration=duration,
+        server_pid=peer.pid,
+        label=f"peer-oidc-provider-w{peer.workers}",
+    )
+
+
+@dataclass
+class Round:
+    """One round at one connection count: our token load, the peer's right after it, then
+    GET /records/{id} (each None when not measured)."""
+
+    ours: dict[str, Any]
+    peer: dict[str, Any] | None = None
+    records: dict[str, Any] | None = None
+
+
+@dataclass
+class StoreResult:
+    kind: str
+    rows: list[dict[str, Any]]
+    rounds: dict[int, list[Round]]  # connections -> rounds
+    token_requests: int  # wrk's measured requests to our POST /oidc/token, all runs
+    token_log_lines: int | None
+
+
+def bench_store(kind: str, args: argparse.Namespace, peer: Peer | None) -> StoreResult:
     rows: list[dict[str, Any]] = []
+    by_conns: dict[int, list[Round]] = {}
+    token_requests = 0
     with store(kind) as env, serve(env, args.workers, _speedups(args)) as server:
         log(f"{kind}: serving at {server.url} with {args.workers} worker(s)")
         user_token, account = setup_workspace(server, args.accounts)
         cid, secret = account["clientId"], account["clientSecret"]
+        record_url = setup_records(server, user_token, account) if args.api else None
         for c in args.connections:
-            with sample_rss(server) as rss:
-                rec = token_load(
-                    server.url,
-                    cid,
-                    secret,
-                    connections=c,
-                    duration=args.duration,
-                    server_pid=server.process.pid,
-                    label=f"centrali-{kind}",
-                )
-            rows.append(
-                {
+            for n in range(1, args.rounds + 1):
+                log(f"{kind} @{c}: round {n} of {args.rounds}")
+                with sample_rss(server) as rss:
+                    rec = token_load(
+                        server.url,
+                        cid,
+                        secret,
+                        connections=c,
+                        duration=args.duration,
+                        server_pid=server.process.pid,
+                        label=f"centrali-{kind}",
+                        expect_alg=args.alg or "RS256",
+                    )
+                ours = {
                     "target": f"centrali {kind}",
                     "conns": c,
+                    "round": n,
                     "rss_mb": round(max(rss.values(), default=0) / 1024, 1),
                     **rec,
                 }
-            )
+                rows.append(ours)
+                token_requests += int(rec.get("requests", 0))
+                this = Round(ours)
+                if peer:
+                    rec = peer_load(peer, connections=c, duration=args.duration)
+                    this.peer = {
+                        "target": peer.target,
+                        "conns": c,
+                        "round": n,
+                        "paired_with": f"centrali {kind}",
+                        **rec,
+                    }
+                    rows.append(this.peer)
+                if record_url:
+                    this.records = records_load(
+                        server, account, record_url, kind, c, n, args.duration
+                    )
+                    rows.append(this.records)
+                by_conns.setdefault(c, []).append(this)
         if args.assertions:
-            rows += bench_assertions(server, user_token, kind, args)
-        if args.api:
-            rows += bench_api(server, user_token, account, kind, args)
+            assertion_rows = bench_assertions(server, user_token, kind, args)
+            token_requests += sum(int(r.get("requests", 0)) for r in assertion_rows)
+            rows += assertion_rows
         if args.scale and kind == "postgres":
-            rows += bench_scale(server, env, user_token, account, args)
-    return rows
+            scale_rows = bench_scale(server, env, user_token, account, args)
+            token_requests += sum(int(r.get("requests", 0)) for r in scale_rows)
+            rows += scale_rows
+    return StoreResult(kind, rows, by_conns, token_requests, server.token_log_lines)
 
 
 def bench_assertions(
@@ -507,9 +666,22 @@ def _speedups(args: argparse.Namespace) -> dict[str, str]:
     return extra
 
 
-def bench_api(
-    server: Server, user_token: str, account: dict[str, Any], kind: str, args: argparse.Namespace
-) -> list[dict[str, Any]]:
+def _client_token(server: Server, account: dict[str, Any]) -> str:
+    r = httpx.post(
+        f"{server.url}/oidc/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": account["clientId"],
+            "client_secret": account["clientSecret"],
+        },
+        timeout=30,
+    )
+    r.raise_for_status()
+    return str(r.json()["access_token"])
+
+
+def setup_records(server: Server, user_token: str, account: dict[str, Any]) -> str:
+    """A structure and one record; the record's URL."""
     base = f"{server.url}/workspace/bench/api/v1"
     with httpx.Client(timeout=30) as http:
         user = {"Authorization": f"Bearer {user_token}"}
@@ -525,34 +697,36 @@ def bench_api(
                 ],
             },
         ).raise_for_status()
-        token = http.post(
-            f"{server.url}/oidc/token",
-            data={
-                "grant_type": "client_credentials",
-                "client_id": account["clientId"],
-                "client_secret": account["clientSecret"],
-            },
-        ).json()["access_token"]
+        token = _client_token(server, account)
         record = http.post(
             f"{base}/records",
             headers={"Authorization": f"Bearer {token}"},
             json={"recordSlug": "products", "data": {"name": "Laptop Pro", "price": 1299.99}},
-        ).json()
-    rows = []
-    for c in args.connections:
-        with sample_rss(server) as rss:
-            rec = get_load(
-                f"{base}/records/{record['id']}", token, connections=c, duration=args.duration
-            )
-        rows.append(
-            {
-                "target": f"centrali {kind} GET /records/{{id}}",
-                "conns": c,
-                "rss_mb": round(max(rss.values(), default=0) / 1024, 1),
-                **rec,
-            }
         )
-    return rows
+        record.raise_for_status()
+    return f"{base}/records/{record.json()['id']}"
+
+
+def records_load(
+    server: Server,
+    account: dict[str, Any],
+    url: str,
+    kind: str,
+    connections: int,
+    round_no: int,
+    duration: int,
+) -> dict[str, Any]:
+    """GET /records/{id} with a service-account token (a fresh one: rounds can outlast one)."""
+    token = _client_token(server, account)
+    with sample_rss(server) as rss:
+        rec = get_load(url, token, connections=connections, duration=duration)
+    return {
+        "target": f"centrali {kind} GET /records/{{id}}",
+        "conns": connections,
+        "round": round_no,
+        "rss_mb": round(max(rss.values(), default=0) / 1024, 1),
+        **rec,
+    }
 
 
 def bench_scale(
@@ -586,6 +760,7 @@ def bench_scale(
         duration=args.duration,
         server_pid=server.process.pid,
         label="centrali-postgres-scale",
+        expect_alg=args.alg or "RS256",
     )
     rows.append(
         {
@@ -598,21 +773,25 @@ def bench_scale(
     return rows
 
 
-def print_table(rows: list[dict[str, Any]]) -> None:
-    header = "| target | conns | req/s | p50 ms | p99 ms | errors | peak RSS/worker MB |"
-    print(header)
-    print("|---|---:|---:|---:|---:|---:|---:|")
+def _errors(r: dict[str, Any]) -> int:
+    return int(
+        r.get("non2xx", 0)
+        + r.get("err_connect", 0)
+        + r.get("err_read", 0)
+        + r.get("err_write", 0)
+        + r.get("err_timeout", 0)
+    )
+
+
+def print_table(rows: list[dict[str, Any]], with_round: bool = False) -> None:
+    rnd = " round |" if with_round else ""
+    print(f"| target | conns |{rnd} req/s | p50 ms | p99 ms | errors | peak RSS/worker MB |")
+    print("|---|---:|" + ("---:|" if with_round else "") + "---:|---:|---:|---:|---:|")
     for r in rows:
-        errors = int(
-            r.get("non2xx", 0)
-            + r.get("err_connect", 0)
-            + r.get("err_read", 0)
-            + r.get("err_write", 0)
-            + r.get("err_timeout", 0)
-        )
+        cell = f" {r.get('round', '-')} |" if with_round else ""
         print(
-            f"| {r['target']} | {r['conns']} | {r['rps']:,.0f} | {r['p50_ms']:.1f} | "
-            f"{r['p99_ms']:.1f} | {errors} | {r.get('rss_mb', '-')} |"
+            f"| {r['target']} | {r['conns']} |{cell} {r['rps']:,.0f} | {r['p50_ms']:.1f} | "
+            f"{r['p99_ms']:.1f} | {_errors(r)} | {r.get('rss_mb', '-')} |"
         )
     extras = [r for r in rows if "page1_ms" in r]
     for r in extras:
@@ -620,6 +799,72 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             f"\npaging ({r['target']}): page 1 {r['page1_ms']:.1f} ms, "
             f"page 10,000 {r['page10000_ms']:.1f} ms; keyset (?after=) page 1 "
             f"{r['keyset1_ms']:.1f} ms, page 10,000 {r['keyset10000_ms']:.1f} ms (median of 20)"
+        )
+
+
+def _medians(runs: list[dict[str, Any]]) -> str:
+    rps = statistics.median(r["rps"] for r in runs)
+    p99 = statistics.median(r["p99_ms"] for r in runs)
+    return f"{rps:,.0f} req/s p99 {p99:.0f} ms"
+
+
+def print_summary(
+    results: list[StoreResult], rsa: tuple[int, float] | None, args: argparse.Namespace
+) -> None:
+    """Per store and connection count: the medians over the rounds (of the pair ratios with
+    --peer, of records/token with --api), then the access-log count of each store."""
+    signs = rsa[1] if rsa and args.alg in ("", "RS256") and not args.reuse else None
+    print()
+    for res in results:
+        for c, rounds in res.rounds.items():
+            ours = [r.ours for r in rounds]
+            ours_rps = statistics.median(r["rps"] for r in ours)
+            errors = sum(_errors(r) for r in ours)
+            share = (
+                f"; {ours_rps / signs * 100:.0f} % of the machine's RSA-2048 signing rate"
+                if signs
+                else ""
+            )
+            failed = f"; {errors} errors" if errors else ""
+            peers = [r.peer for r in rounds if r.peer]
+            if peers and len(peers) == len(rounds):
+                ratios = [r.ours["rps"] / r.peer["rps"] for r in rounds if r.peer]
+                print(
+                    f"{res.kind} @{c}: ratio per pair "
+                    + " ".join(f"{x:.2f}" for x in ratios)
+                    + f" -> median {statistics.median(ratios):.2f}x (ours median "
+                    f"{_medians(ours)}; peer median {_medians(peers)}){share}{failed}"
+                )
+            else:
+                print(
+                    f"{res.kind} @{c}: ours per round "
+                    + " ".join(f"{r['rps']:,.0f}" for r in ours)
+                    + f" -> median {_medians(ours)}{share}{failed}"
+                )
+            records = [r.records for r in rounds if r.records]
+            if records and len(records) == len(rounds):
+                ratios = [r.records["rps"] / r.ours["rps"] for r in rounds if r.records]
+                bad = sum(_errors(r) for r in records)
+                print(
+                    f"{res.kind} @{c}: records/token per round "
+                    + " ".join(f"{x:.2f}" for x in ratios)
+                    + f" -> median {statistics.median(ratios):.2f}x (records median "
+                    f"{_medians(records)})" + (f"; {bad} errors" if bad else "")
+                )
+    for res in results:
+        if res.token_log_lines is None:
+            continue
+        # token_load.sh's 3 s warm-ups (wrk's report discarded) and pre-flight checks, and
+        # the requests in flight when wrk stops, are answered and logged but not counted.
+        verdict = (
+            "wrk's measured requests; the warm-ups, pre-flight checks and requests in flight "
+            "when wrk stopped are answered and logged too but not counted"
+            if res.token_log_lines >= res.token_requests
+            else "FEWER LINES THAN MEASURED REQUESTS: access lines were lost"
+        )
+        print(
+            f"{res.kind} access log: {res.token_log_lines:,} lines for ≥ "
+            f"{res.token_requests:,} token requests answered ({verdict})"
         )
 
 
@@ -639,6 +884,13 @@ def main() -> None:
         default=1000,
         help="service accounts made through the API before the load",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure each connection count this many times (with --peer: back-to-back "
+        "pairs, ours then the peer's) and report the medians",
+    )
     parser.add_argument("--peer", action="store_true", help="also node-oidc-provider")
     parser.add_argument("--api", action="store_true", help="also GET /records/{id}")
     parser.add_argument(
@@ -654,21 +906,30 @@ def main() -> None:
     parser.add_argument("--reuse", type=int, default=0, help="CENTRALI_TOKEN_REUSE_SECONDS")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON lines here")
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     args.connections = [int(c) for c in args.connections.split(",")]
     ensure_wrk()
-    rows: list[dict[str, Any]] = []
-    if args.peer:
-        rows += run_peer(2, args.connections, args.duration)
-    for kind in args.stores.split(","):
-        rows += bench_store(kind.strip(), args)
+    rsa = rsa_sign_rate()
+    results: list[StoreResult] = []
+    peer_cm = peer_server(2) if args.peer else contextlib.nullcontext(None)
+    with peer_cm as peer:
+        for kind in args.stores.split(","):
+            results.append(bench_store(kind.strip(), args, peer))
+    rows = [r for res in results for r in res.rows]
     print(
         f"\n{time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, wrk 1 thread, "
         f"{args.duration} s per run, centrali --workers {args.workers}"
+        + (f", {args.rounds} rounds" if args.rounds > 1 else "")
+        + ", access log on"
         + (f", CENTRALI_SIGNING_ALG={args.alg}" if args.alg else "")
         + (f", CENTRALI_TOKEN_REUSE_SECONDS={args.reuse}" if args.reuse else "")
-        + "\n"
     )
-    print_table(rows)
+    if rsa:
+        print(f"openssl speed -multi {rsa[0]} rsa2048: {rsa[1]:,.0f} signs/s")
+    print()
+    print_table(rows, with_round=args.rounds > 1)
+    print_summary(results, rsa, args)
     if args.json:
         with args.json.open("a") as f:
             for r in rows:
