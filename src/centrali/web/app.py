@@ -8,8 +8,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -25,6 +26,7 @@ from centrali.web.body_limit import BodyLimitMiddleware
 from centrali.web.errors import register_error_handlers
 from centrali.web.middleware import RequestContextMiddleware
 from centrali.web.openapi_errors import API_ERROR_SCHEMA
+from centrali.web.record_reads import ROUTE, RecordReadDispatcher
 from centrali.web.routes import audit, oidc, ops, records, service_accounts, structures
 from centrali.web.routes import authorize as authorize_routes
 from centrali.web.routes import console as console_routes
@@ -99,10 +101,13 @@ def create_app(settings: Settings, *, db: Database | None = None) -> CentraliApp
         BodyLimitMiddleware, max_bytes=settings.max_body_bytes, body_timeout=settings.body_timeout
     )
     _document_token_endpoint(app)
-    # The token endpoint skips the framework's whole stack; only CORS (when configured) and
-    # the request context (request id, security headers, metrics, access log) wrap it.
+    # The token endpoint and a service account's record read skip the framework's whole
+    # stack (web.token_asgi, web.record_reads); only CORS (when configured) and
+    # the request context (request id, security headers, metrics, access log) wrap them.
     dispatcher = TokenDispatcher(
-        app,
+        RecordReadDispatcher(
+            app, runtime=lambda: app.state.runtime, route=_route(records.router, ROUTE)
+        ),
         runtime=lambda: app.state.runtime,
         max_body_bytes=settings.max_body_bytes,
         body_timeout=settings.body_timeout,
@@ -152,6 +157,15 @@ def _document_token_endpoint(app: FastAPI) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _route(router: APIRouter, path: str) -> APIRoute:
+    """The router's GET route of this path template."""
+    return next(
+        r
+        for r in router.routes
+        if isinstance(r, APIRoute) and r.path == path and "GET" in (r.methods or ())
+    )
 
 
 def create_app_from_env() -> CentraliApp:

@@ -39,9 +39,14 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     return (f"{field}: {message}" if field else message), field
 
 
+def api_error_response(exc: ApiError) -> Response:
+    """The answer to a refusal of the workspace API (also web.record_reads' answer)."""
+    return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers())
+
+
 async def _on_api_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers())
+    return api_error_response(exc)
 
 
 def _not_json(request: Request, exc: RequestValidationError) -> str | None:
