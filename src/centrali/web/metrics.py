@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
+from functools import lru_cache
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -41,6 +43,30 @@ LATENCY = Histogram(
 STORE_ERRORS = Counter(
     "centrali_store_errors_total", "Store (database) errors seen while answering", ["component"]
 )
+
+
+# The labelled children of the per-request series, looked up once per label set: a
+# ``labels()`` call validates and locks, which cost more than the increment. Bounded: route
+# templates (or "unmatched"), the methods httptools parses, and status codes.
+_answered: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
+def request_answered(route: str, method: str, status: int, elapsed: float) -> None:
+    """Count one answered request and its latency."""
+    key = (route, method, status)
+    children = _answered.get(key)
+    if children is None:
+        children = (LATENCY.labels(route, method), REQUESTS.labels(route, method, str(status)))
+        _answered[key] = children
+    children[0].observe(elapsed)
+    children[1].inc()
+
+
+@lru_cache(maxsize=16)
+def tokens_issued(grant_type: str) -> Any:
+    """The ``centrali_tokens_issued_total`` child of a grant type (only grant types the
+    token endpoint accepted reach here)."""
+    return TOKENS_ISSUED.labels(grant_type)
 
 
 class _Expiring:

@@ -88,8 +88,7 @@ class RequestContextMiddleware:
             elapsed = time.perf_counter() - started
             route = _route_of(scope)
             method = scope["method"]
-            metrics.LATENCY.labels(route, method).observe(elapsed)
-            metrics.REQUESTS.labels(route, method, str(status)).inc()
+            metrics.request_answered(route, method, status, elapsed)
             if self.access_log_enabled and access_log.isEnabledFor(logging.INFO):
                 client = scope.get("client")
                 access_log.info(

@@ -23,7 +23,7 @@ import uvicorn
 
 from centrali.config import Settings
 from centrali.web.http_protocol import GuardedHttpToolsProtocol
-from centrali.web.logs import log_config
+from centrali.web.logs import lean_log_records, log_config
 
 APP = "centrali.web.app:create_app_from_env"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's name (web.metrics)
@@ -31,6 +31,7 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's name (web.metr
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """The uvicorn settings of every worker, whichever way it is started."""
+    lean_log_records()
     options: dict[str, Any] = {
         "factory": True,
         "log_level": settings.log_level,

@@ -184,7 +184,7 @@ class TokenDispatcher:
             headers = [(k.lower().encode(), v.encode()) for k, v in refusal.headers().items()]
             await _answer(send, refusal.status_code, refusal.body(), headers)
             return
-        metrics.TOKENS_ISSUED.labels(prepared.grant.grant_type).inc()
+        metrics.tokens_issued(prepared.grant.grant_type).inc()
         await _answer(send, 200, response.body(), [])
 
     async def _read_body(self, receive: Receive) -> bytes | None:
