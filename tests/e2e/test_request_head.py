@@ -173,6 +173,32 @@ def test_a_slow_head_is_cut_off_after_10_s(server: Server) -> None:
             status = read_answer(sock)[0]
             outcomes["after_keep_alive"] = (time.monotonic() - start, status)
 
+    def busy_then_slow() -> None:
+        # Six seconds of requests on one connection, then half a head: the deadline counts
+        # from that head's first byte, not from the connection's (one timer per connection).
+        with connect(server) as sock:
+            until = time.monotonic() + 6
+            while time.monotonic() < until:
+                sock.sendall(head_with())
+                assert read_answer(sock)[0] == 200
+                time.sleep(0.2)
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            start = time.monotonic()
+            status = read_answer(sock)[0]
+            outcomes["busy_then_slow"] = (time.monotonic() - start, status)
+
+    def steady() -> None:
+        # Requests for longer than the deadline, each head complete at once: never cut.
+        with connect(server) as sock:
+            start = time.monotonic()
+            answered = 0
+            while time.monotonic() - start < HEAD_TIMEOUT_SECONDS + 3:
+                sock.sendall(head_with())
+                assert read_answer(sock)[0] == 200
+                answered += 1
+                time.sleep(0.3)
+            outcomes["steady"] = (HEAD_TIMEOUT_SECONDS, answered)
+
     def guarded(case: Callable[[], None]) -> Callable[[], None]:
         def run() -> None:
             try:
@@ -182,13 +208,15 @@ def test_a_slow_head_is_cut_off_after_10_s(server: Server) -> None:
 
         return run
 
-    cases = (trickle, silent, after_keep_alive)
+    cases = (trickle, silent, after_keep_alive, busy_then_slow, steady)
     threads = [threading.Thread(target=guarded(case)) for case in cases]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(timeout=30)
-    assert set(outcomes) == {"trickle", "silent", "after_keep_alive"}, outcomes
+        thread.join(timeout=40)
+    assert set(outcomes) == {case.__name__ for case in cases}, outcomes
+    answered = outcomes.pop("steady")[1]
+    assert isinstance(answered, int) and answered >= 30, answered
     for name, (elapsed, result) in outcomes.items():
         assert result == (True if name == "silent" else 408), (name, result)
         assert HEAD_TIMEOUT_SECONDS - 1 <= elapsed <= HEAD_TIMEOUT_SECONDS + 5, (name, elapsed)

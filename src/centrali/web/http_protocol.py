@@ -66,12 +66,18 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._head_received = 0  # bytes received while the head was incomplete
         self._head_parsed = 0  # request line and header fields, as parsed
         self._head_timer: asyncio.TimerHandle | None = None
+        self._head_since: float | None = None  # when the pending head began (loop time)
         self._refused = False
 
     # --- connection -----------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        # uvicorn writes an answer's head and body apart: one send() each, and the client
+        # woken twice. Both writes happen in the same turn of the loop, so they are joined
+        # and sent once, at the end of the turn (_JoinedWrites).
+        self.transport = _JoinedWrites(transport, self.loop)  # type: ignore[assignment]
+        self._head_since = self.loop.time()  # the first head's clock starts now
         self._arm_head_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -81,8 +87,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return
-        if self._awaiting_head and self._head_timer is None:
-            self._arm_head_timer()  # the first byte of a head on a keep-alive connection
+        if self._awaiting_head and self._head_since is None:
+            # the first byte of a head on a keep-alive connection: its clock starts
+            self._head_since = self.loop.time()
+            if self._head_timer is None:
+                self._arm_head_timer()
         self._unset_keepalive_if_required()
         try:
             self.parser.feed_data(data)
@@ -110,6 +119,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._awaiting_head = True
         self._head_parsed = 0
+        self._head_since = self.loop.time()
         if self._head_timer is None:
             self._arm_head_timer()
 
@@ -124,7 +134,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._awaiting_head = False
         self._head_received = 0
-        self._cancel_head_timer()
         if self._head_parsed > self.max_head_bytes:
             self._refuse(*HEAD_TOO_LARGE)
             raise _HeadRefused  # stops the parser: nothing of this request reaches the app
@@ -133,12 +142,18 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._awaiting_head = True  # the next head's clock starts with its first byte
+        self._head_since = None
 
     # --- the deadline and the refusals ----------------------------------------------------
 
-    def _arm_head_timer(self) -> None:
+    # One timer per connection, not one per request: it stays armed while heads keep
+    # arriving, and when it fires it looks at the head now pending (``_head_since``) and
+    # either refuses it or sleeps until that head's own deadline.
+
+    def _arm_head_timer(self, delay: float | None = None) -> None:
         self._cancel_head_timer()
-        self._head_timer = self.loop.call_later(self.head_timeout, self._head_timed_out)
+        delay = self.head_timeout if delay is None else delay
+        self._head_timer = self.loop.call_later(delay, self._head_timed_out)
 
     def _cancel_head_timer(self) -> None:
         if self._head_timer is not None:
@@ -148,6 +163,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def _head_timed_out(self) -> None:
         self._head_timer = None
         if not self._awaiting_head or self._refused or self.transport.is_closing():
+            return  # re-armed by the next head's first byte
+        if self._head_since is None:
+            return  # idle between requests: uvicorn's keep-alive timeout's business
+        left = self._head_since + self.head_timeout - self.loop.time()
+        if left > 0:
+            self._arm_head_timer(left)
             return
         if self.cycle is not None and not self.cycle.response_complete:
             # A pipelined head stalls behind a request in flight: end after its answer.
@@ -174,3 +195,35 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
 class _HeadRefused(Exception):
     """Raised from a parser callback to stop parsing a refused request."""
+
+
+class _JoinedWrites:
+    """A transport whose writes of one turn of the event loop go out as one ``write``.
+
+    The first write of a turn schedules the flush (``call_soon``: after the callbacks
+    already due, before the loop next waits for I/O); ``close`` flushes first. Everything
+    else is the wrapped transport's (flow control included: it sees the joined bytes)."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] | None = None
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._pending is None:
+            self._pending = [bytes(data)]
+            self._loop.call_soon(self._flush)
+        else:
+            self._pending.append(bytes(data))
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending and not self._transport.is_closing():
+            self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
