@@ -78,6 +78,8 @@ def _verification_key(jwk: Any) -> tuple[str, Any] | None:
         key = jwt.PyJWK(jwk, algorithm=alg).key
         if alg_for_key(key) != alg:
             return None
+        if alg == "RS256" and key.key_size < 2048:  # RFC 7518 §3.3
+            return None
     except (jwt.PyJWTError, ValueError, TypeError, KeyError):
         return None
     return kid, key

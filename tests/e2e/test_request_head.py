@@ -173,6 +173,26 @@ def test_a_slow_head_is_cut_off_after_10_s(server: Server) -> None:
             status = read_answer(sock)[0]
             outcomes["after_keep_alive"] = (time.monotonic() - start, status)
 
+    def late_trickle() -> None:
+        # Silent for half the deadline, then a head a byte at a time: the deadline still
+        # counts from the connection's opening, not from the first byte.
+        with connect(server) as sock:
+            start = time.monotonic()
+            time.sleep(HEAD_TIMEOUT_SECONDS / 2)
+            try:
+                for byte in b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 60:
+                    sock.sendall(bytes([byte]))
+                    sock.settimeout(0.25)
+                    try:
+                        if sock.recv(1, socket.MSG_PEEK):
+                            break
+                    except TimeoutError:
+                        continue
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            sock.settimeout(5)
+            outcomes["late_trickle"] = (time.monotonic() - start, read_answer(sock)[0])
+
     def busy_then_slow() -> None:
         # Six seconds of requests on one connection, then half a head: the deadline counts
         # from that head's first byte, not from the connection's (one timer per connection).
@@ -208,7 +228,7 @@ def test_a_slow_head_is_cut_off_after_10_s(server: Server) -> None:
 
         return run
 
-    cases = (trickle, silent, after_keep_alive, busy_then_slow, steady)
+    cases = (trickle, silent, after_keep_alive, late_trickle, busy_then_slow, steady)
     threads = [threading.Thread(target=guarded(case)) for case in cases]
     for thread in threads:
         thread.start()
@@ -216,6 +236,8 @@ def test_a_slow_head_is_cut_off_after_10_s(server: Server) -> None:
         thread.join(timeout=40)
     assert set(outcomes) == {case.__name__ for case in cases}, outcomes
     answered = outcomes.pop("steady")[1]
+    # from the connection's opening: 15 s (5 silent + 10) would mean the clock restarted
+    assert outcomes["late_trickle"][0] < HEAD_TIMEOUT_SECONDS + 3, outcomes["late_trickle"]
     assert isinstance(answered, int) and answered >= 30, answered
     for name, (elapsed, result) in outcomes.items():
         assert result == (True if name == "silent" else 408), (name, result)

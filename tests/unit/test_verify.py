@@ -615,3 +615,15 @@ def test_dependency_answers_403_for_another_workspace(
     body = error_body(r)
     assert body["error"] == "forbidden"
     assert body["message"].startswith("Forbidden: ")
+
+
+def test_an_rsa_key_under_2048_bits_in_a_jwks_is_not_used() -> None:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from jwt.algorithms import RSAAlgorithm
+
+    from centrali.verify import _verification_key
+
+    for bits, usable in ((1024, False), (2048, True)):
+        public = rsa.generate_private_key(public_exponent=65537, key_size=bits).public_key()
+        jwk = {**json.loads(RSAAlgorithm.to_jwk(public)), "kid": f"k{bits}"}
+        assert (_verification_key(jwk) is not None) is usable, bits

@@ -290,9 +290,10 @@ class TokenLimiter:
         issuance = (
             tuple(issuance_buckets(client_id, self.settings)) if client_id and not public else ()
         )
-        if len(self._known) >= self._KNOWN_MAX:
-            self._known.clear()
-        self._known[key] = (failure, issuance)
+        if len(ip) <= 64 and (client_id is None or len(client_id) <= 128):  # no 64 KiB keys
+            if len(self._known) >= self._KNOWN_MAX:
+                self._known.clear()
+            self._known[key] = (failure, issuance)
         return failure, issuance
 
     async def check(

@@ -171,7 +171,7 @@ def verification_key(
 def _key_for(
     header: Mapping[str, Any], public_keys: Mapping[str, Any], typs: frozenset[str]
 ) -> tuple[Any, str]:
-    if header.get("alg") not in ALLOWED_ALGS:
+    if not isinstance(header.get("alg"), str) or header["alg"] not in ALLOWED_ALGS:
         alg_name = header.get("alg")
         shown = alg_name if isinstance(alg_name, str) and alg_name.isalnum() else "?"
         description = (
@@ -180,13 +180,16 @@ def _key_for(
             else f"algorithm {shown[:16]} not accepted (accepted: {', '.join(ALLOWED_ALGS)})"
         )
         raise InvalidTokenError(f"algorithm not accepted: {alg_name!r}", description)
-    if header.get("typ") not in typs:
+    typ = header.get("typ")
+    if not isinstance(typ, str) or typ not in typs:
         raise InvalidTokenError(
-            f"unexpected typ: {header.get('typ')!r}",
+            f"unexpected typ: {typ!r}"[:80],
             f"wrong token type (typ must be {' or '.join(sorted(typs))})",
         )
     kid = header.get("kid")
-    key = public_keys.get(kid) if isinstance(kid, str) else None
+    if not isinstance(kid, str):
+        raise InvalidTokenError("kid missing or not a string", MALFORMED)
+    key = public_keys.get(kid)
     if key is None:
         raise UnknownKeyError("unknown kid", f"{BAD_SIGNATURE} (unknown kid)")
     alg = alg_for_key(key)

@@ -102,9 +102,17 @@ async def _on_http_exception(request: Request, exc: Exception) -> Response:
     )
 
 
+# What the store raises when it does not answer (connection refused or lost, pool exhausted).
+STORE_ERRORS = (OperationalError, InterfaceError, PoolTimeoutError)
+
+
 async def _on_store_unavailable(_request: Request, exc: Exception) -> Response:
-    """The store did not answer (connection refused or lost, pool exhausted): 503 with
-    Retry-After, so clients back off and retry; never a 500."""
+    return store_unavailable_response(exc)
+
+
+def store_unavailable_response(exc: Exception) -> Response:
+    """The store did not answer: 503 with Retry-After, so clients back off and retry; never
+    a 500 (also web.record_reads' answer)."""
     metrics.STORE_ERRORS.labels("api").inc()
     log.warning("store unavailable: %s", type(exc).__name__)
     return JSONResponse(
@@ -125,6 +133,6 @@ def register_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _on_api_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(HTTPException, _on_http_exception)
-    for store_error in (OperationalError, InterfaceError, PoolTimeoutError):
+    for store_error in STORE_ERRORS:
         app.add_exception_handler(store_error, _on_store_unavailable)
     app.add_exception_handler(Exception, _on_unexpected)

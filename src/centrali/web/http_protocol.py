@@ -119,7 +119,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._awaiting_head = True
         self._head_parsed = 0
-        self._head_since = self.loop.time()
+        if self._head_since is None:  # else its clock started at the connection or byte one
+            self._head_since = self.loop.time()
         if self._head_timer is None:
             self._arm_head_timer()
 
@@ -197,24 +198,33 @@ class _HeadRefused(Exception):
     """Raised from a parser callback to stop parsing a refused request."""
 
 
+_JOIN_AT_MOST = 64 * 1024
+
+
 class _JoinedWrites:
     """A transport whose writes of one turn of the event loop go out as one ``write``.
 
     The first write of a turn schedules the flush (``call_soon``: after the callbacks
-    already due, before the loop next waits for I/O); ``close`` flushes first. Everything
+    already due, before the loop next waits for I/O); past 64 KiB pending, or on ``close``,
+    it flushes at once. Everything
     else is the wrapped transport's (flow control included: it sees the joined bytes)."""
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
         self._loop = loop
         self._pending: list[bytes] | None = None
+        self._pending_size = 0
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self._pending is None:
             self._pending = [bytes(data)]
+            self._pending_size = len(data)
             self._loop.call_soon(self._flush)
         else:
             self._pending.append(bytes(data))
+            self._pending_size += len(data)
+        if self._pending_size > _JOIN_AT_MOST:  # a large body: on at once, flow control too
+            self._flush()
 
     def _flush(self) -> None:
         pending, self._pending = self._pending, None

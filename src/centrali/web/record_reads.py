@@ -7,8 +7,9 @@ middleware. This handler answers the one case that matters for load, a service a
 reading a record, with the same steps as the route (``auth.check_token``, the batched
 account check, ``records:read``, the batched record read), the same bytes (the route's
 response model, serialized by pydantic as FastAPI does) and the same refusals (the app's
-own ``api_error_response``). Everything else (a user's token, a body on the GET, a store
-outage, a bug) is handed to the FastAPI app unchanged, which answers it as it always has.
+own ``api_error_response``, ``store_unavailable_response``). Everything else (a user's
+token, a body on the GET, a bug) is handed to the FastAPI app unchanged, which answers it as
+it always has; a user's token is then checked again there.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from centrali.services import structures as svc
 from centrali.services.errors import ApiError
 from centrali.services.permissions import RECORDS_READ
 from centrali.services.structures import parse_record_id
-from centrali.web.errors import api_error_response
+from centrali.web.errors import STORE_ERRORS, api_error_response, store_unavailable_response
 from centrali.web.responses import Record
 from centrali.web.runtime import Runtime
 
@@ -89,5 +90,7 @@ class RecordReadDispatcher:
             return record.__pydantic_serializer__.to_json(record, by_alias=True)
         except ApiError as refusal:
             return api_error_response(refusal)
-        except Exception:  # an outage or a bug: the route answers it (503 or 500)
+        except STORE_ERRORS as exc:  # answered here: the route would ask the store again
+            return store_unavailable_response(exc)
+        except Exception:  # a bug: the route answers it (500, the traceback in the log)
             return None

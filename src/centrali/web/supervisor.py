@@ -80,7 +80,14 @@ def _worker(host: str, port: int) -> None:
     settings = Settings()  # the supervisor exported the resolved settings
     sock = _listening_socket(host, port)
     config = uvicorn.Config(APP, **uvicorn_options(settings))
+    # uvicorn re-raises the SIGTERM it caught once it has drained: leave through SystemExit
+    # then, so the interpreter exits normally (logging writes what it buffered) with 0.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     uvicorn.Server(config).run(sockets=[sock])
+
+
+def _exit_cleanly(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
 
 
 def serve_workers(host: str, port: int, workers: int) -> None:

@@ -212,3 +212,25 @@ def test_one_token_has_one_spelling() -> None:
     ):
         with pytest.raises(InvalidTokenError, match="malformed"):
             decode_jwt(forged, keys, typs=TYPS, issuer=ISSUER)
+
+
+@pytest.mark.parametrize(
+    ("header", "description"),
+    [
+        (b'{"alg":"EdDSA","kid":"fake-kid","typ":["test+jwt"]}', "wrong token type"),
+        (b'{"alg":"EdDSA","kid":"fake-kid","typ":{"a":1}}', "wrong token type"),
+        (b'{"alg":["EdDSA"],"kid":"fake-kid","typ":"test+jwt"}', "algorithm ? not accepted"),
+        (b'{"alg":"EdDSA","kid":["fake-kid"],"typ":"test+jwt"}', "malformed token"),
+        (b'{"alg":"EdDSA","kid":7,"typ":"test+jwt"}', "malformed token"),
+        (b'{"alg":"EdDSA","typ":"test+jwt"}', "malformed token"),
+    ],
+)
+def test_header_members_of_the_wrong_type_are_refused_not_crashed_on(
+    header: bytes, description: str
+) -> None:
+    signer = FakeSigner()
+    token = _signed_raw(signer, header, b'{"iss":"%s"}' % ISSUER.encode())
+    with pytest.raises(InvalidTokenError) as caught:
+        decode_jwt(token, {"fake-kid": signer.public_key}, typs=TYPS, issuer=ISSUER)
+    assert caught.value.description.startswith(description), caught.value.description
+    assert not isinstance(caught.value, UnknownKeyError)  # no JWKS refetch for junk
