@@ -90,3 +90,49 @@ def test_without_a_descriptor_it_writes_line_by_line(monkeypatch: pytest.MonkeyP
     handler.emit(record(logging.INFO, "one"))
     assert captured.getvalue() == "one\n"
     handler.close()
+
+
+def test_an_access_line_made_directly_is_the_formatters_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    """logs.log_access writes the served configuration's access line itself; the line is
+    the one logging and JsonFormatter write for the same request, field for field."""
+    import json
+
+    from centrali.web import logs
+
+    target = tmp_path / "stderr"
+    parent = logging.getLogger("centrali")
+    with target.open("w") as fake_stderr:
+        monkeypatch.setattr(sys, "stderr", fake_stderr)
+        handler = BufferedStderrHandler(interval=60)
+        handler.setFormatter(logs.JsonFormatter())
+        monkeypatch.setattr(parent, "handlers", [handler])
+        monkeypatch.setattr(parent, "propagate", False)
+        level = parent.level
+        parent.setLevel(logging.INFO)  # (setLevel, not setattr: it clears the loggers' caches)
+        request.addfinalizer(lambda: parent.setLevel(level))
+        monkeypatch.setattr(logs._ACCESS, "handlers", [])
+        monkeypatch.setattr(logs._ACCESS, "propagate", True)
+        token = logs.request_id.set("rid-1")
+        try:
+            assert logs._direct_json_handler() is handler
+            logs.log_access("GET", '/a "b"\n\u00e9', 404, 1.25, "127.0.0.1")
+            seen: list[str] = []
+            monkeypatch.setattr(logs, "_direct_json_handler", lambda: seen.append("x"))
+            logs.log_access("GET", '/a "b"\n\u00e9', 404, 1.25, "127.0.0.1")
+            assert seen == ["x"]  # the second line went through logging
+        finally:
+            logs.request_id.reset(token)
+        handler.close()
+    direct, routed = (json.loads(line) for line in target.read_text().splitlines())
+    assert direct.pop("time")[:10] == routed.pop("time")[:10]
+    assert list(direct.items()) == list(routed.items())
+    assert direct["message"] == 'GET /a "b"\n\u00e9 404' and direct["requestId"] == "rid-1"
+
+
+def test_any_other_set_up_takes_the_logging_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    from centrali.web import logs
+
+    monkeypatch.setattr(logs._ACCESS, "handlers", [logging.NullHandler()])
+    assert logs._direct_json_handler() is None

@@ -15,9 +15,9 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from centrali.web import metrics
-from centrali.web.logs import request_id
+from centrali.web.logs import log_access, request_id
 
-access_log = logging.getLogger("centrali.access")
+access_log = logging.getLogger("centrali.access")  # written by logs.log_access
 
 _REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,64}")
 
@@ -91,18 +91,12 @@ class RequestContextMiddleware:
             metrics.request_answered(route, method, status, elapsed)
             if self.access_log_enabled and access_log.isEnabledFor(logging.INFO):
                 client = scope.get("client")
-                access_log.info(
-                    "%s %s %d",
+                log_access(
                     method,
                     scope["path"],
                     status,
-                    extra={
-                        "method": method,
-                        "path": scope["path"],
-                        "status": status,
-                        "durationMs": round(elapsed * 1000, 3),
-                        "client": client[0] if client else None,
-                    },
+                    round(elapsed * 1000, 3),
+                    client[0] if client else None,
                 )
             request_id.reset(token)
 
