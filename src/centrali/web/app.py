@@ -187,7 +187,7 @@ def tune_gc() -> None:
     (the young generation at 7,000 allocations, not 700). A request allocates a few hundred
     objects, nearly all freed by reference counting; the full collections that walked the
     whole heap every few hundred requests made the longest waits at 64 connections (p99 and
-    max latency about halved in bench runs)."""
+    max latency about halved in short A/B runs)."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(7000, 50, 1000)
