@@ -134,6 +134,24 @@ def test_an_endless_header_is_cut_off_early(server: Server) -> None:
         assert status == 431, body
 
 
+def trickle_until_answered(sock: socket.socket, *, pause: float) -> None:
+    """Start a head, then send one more header byte every ``pause`` seconds, until the
+    server answers or closes (or 20 s pass)."""
+    start = time.monotonic()
+    try:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        while time.monotonic() - start < 20:
+            sock.settimeout(pause)
+            try:
+                if sock.recv(1, socket.MSG_PEEK):
+                    break
+            except TimeoutError:
+                sock.sendall(b"a")
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    sock.settimeout(5)
+
+
 def test_a_slow_head_is_cut_off_after_10_s(server: Server) -> None:
     outcomes: dict[str, tuple[float, object]] = {}
 
@@ -141,19 +159,7 @@ def test_a_slow_head_is_cut_off_after_10_s(server: Server) -> None:
         # A header byte every half second: never a complete head.
         with connect(server) as sock:
             start = time.monotonic()
-            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
-            try:
-                while time.monotonic() - start < 20:
-                    sock.sendall(b"a")
-                    sock.settimeout(0.5)
-                    try:
-                        if sock.recv(1, socket.MSG_PEEK):
-                            break
-                    except TimeoutError:
-                        continue
-            except (BrokenPipeError, ConnectionResetError):
-                pass
-            sock.settimeout(5)
+            trickle_until_answered(sock, pause=0.5)
             outcomes["trickle"] = (time.monotonic() - start, read_answer(sock)[0])
 
     def silent() -> None:
@@ -179,18 +185,7 @@ def test_a_slow_head_is_cut_off_after_10_s(server: Server) -> None:
         with connect(server) as sock:
             start = time.monotonic()
             time.sleep(HEAD_TIMEOUT_SECONDS / 2)
-            try:
-                for byte in b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 60:
-                    sock.sendall(bytes([byte]))
-                    sock.settimeout(0.25)
-                    try:
-                        if sock.recv(1, socket.MSG_PEEK):
-                            break
-                    except TimeoutError:
-                        continue
-            except (BrokenPipeError, ConnectionResetError):
-                pass
-            sock.settimeout(5)
+            trickle_until_answered(sock, pause=0.25)
             outcomes["late_trickle"] = (time.monotonic() - start, read_answer(sock)[0])
 
     def busy_then_slow() -> None:

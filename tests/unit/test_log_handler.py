@@ -3,16 +3,28 @@ writes a pipe keeps whole, nothing lost at shutdown."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from centrali.web.logs import BufferedStderrHandler
+
+
+@contextlib.contextmanager
+def stderr_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Within: sys.stderr is a file of tmp_path (set inside the test: pytest's capture puts
+    its own back between a fixture's set-up and the test); its path."""
+    target = tmp_path / "stderr"
+    with target.open("w") as fake_stderr:
+        monkeypatch.setattr(sys, "stderr", fake_stderr)
+        yield target
 
 
 def record(level: int, message: str) -> logging.LogRecord:
@@ -22,9 +34,7 @@ def record(level: int, message: str) -> logging.LogRecord:
 def test_info_waits_warning_does_not_and_close_keeps_every_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    target = tmp_path / "stderr"
-    with target.open("w") as fake_stderr:
-        monkeypatch.setattr(sys, "stderr", fake_stderr)
+    with stderr_file(tmp_path, monkeypatch) as target:
         handler = BufferedStderrHandler(interval=60)  # the flusher stays out of the way
         handler.emit(record(logging.INFO, "GET /healthz 200"))
         assert target.read_text() == ""  # waiting
@@ -45,9 +55,7 @@ def test_info_waits_warning_does_not_and_close_keeps_every_line(
 def test_the_flusher_writes_waiting_lines_within_its_interval(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    target = tmp_path / "stderr"
-    with target.open("w") as fake_stderr:
-        monkeypatch.setattr(sys, "stderr", fake_stderr)
+    with stderr_file(tmp_path, monkeypatch) as target:
         handler = BufferedStderrHandler(interval=0.05)
         handler.emit(record(logging.INFO, "GET /healthz 200"))
         deadline = time.monotonic() + 10
