@@ -8,6 +8,7 @@
     python -m bench --peer --api --connections 64 --rounds 5
                                           # 5 back-to-back pairs (ours, then the peer's, then
                                           # GET /records/{id}): medians of the per-pair ratios
+    python -m bench --peer --ceiling      # also the stack's ceiling (bench/ceiling.py)
 
 --rounds N measures every connection count N times. With --peer the peer is started once and
 kept running; each round runs our token load and then, at once, the peer's, and the summary
@@ -15,6 +16,12 @@ after the table gives the N ratios (ours / peer's) and their median, per store a
 count; with --api each round also runs GET /records/{id} right after the pair, summarised as
 the median of records req/s / our token req/s of the same round. Single runs on a shared
 machine swing by ±15 %: compare medians of pairs, not single runs.
+
+--ceiling also measures, in each round right after the peer, a bare ASGI app on uvicorn
+(bench/ceiling.py: the same workers, no access log) that only reads the form and signs an
+RS256 JWT of our claims: no lookup, no checks. No token endpoint on this stack answers more;
+the summary gives ceiling / peer (the most any server on this stack could reach against the
+peer) and ours / ceiling (the share of it our checks leave).
 
 When openssl is on PATH, `openssl speed -multi <cores> -seconds 5 rsa2048` runs first: the
 machine's RSA-2048 signing rate, the ceiling of an RS256 token endpoint; the summary gives our
@@ -500,6 +507,79 @@ def peer_server(workers: int) -> Iterator[Peer | None]:
         out.unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def ceiling_server(workers: int) -> Iterator[Peer]:
+    """bench/ceiling.py on uvicorn with ``workers`` workers, its key made here."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(65537, 2048).private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    port = free_port()
+    env = {**os.environ, "BENCH_CEILING_KEY": key.decode()}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bench.ceiling:app",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--http",
+            "httptools",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        cwd=HERE.parent,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"{url}/oidc/jwks", timeout=2)
+                break
+            except httpx.HTTPError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("bench/ceiling.py did not start") from None
+                time.sleep(0.3)
+        for _ in range(workers * 4):
+            httpx.get(f"{url}/oidc/jwks", timeout=5)
+        log(f"ceiling (bench/ceiling.py) serving at {url} with {workers} worker(s)")
+        yield Peer(url, process.pid, workers)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def ceiling_load(ceiling: Peer, *, connections: int, duration: int) -> dict[str, Any]:
+    """One token load against the ceiling app."""
+    return token_load(
+        ceiling.url,
+        "ci_ceiling",
+        "not-checked",
+        connections=connections,
+        duration=duration,
+        server_pid=ceiling.pid,
+        label=f"ceiling-w{ceiling.workers}",
+    )
+
+
 def peer_load(peer: Peer, *, connections: int, duration: int) -> dict[str, Any]:
     """One token load against the running peer."""
     return token_load(
@@ -515,11 +595,12 @@ def peer_load(peer: Peer, *, connections: int, duration: int) -> dict[str, Any]:
 
 @dataclass
 class Round:
-    """One round at one connection count: our token load, the peer's right after it, then
-    GET /records/{id} (each None when not measured)."""
+    """One round at one connection count: our token load, the peer's right after it, the
+    ceiling's, then GET /records/{id} (each None when not measured)."""
 
     ours: dict[str, Any]
     peer: dict[str, Any] | None = None
+    ceiling: dict[str, Any] | None = None
     records: dict[str, Any] | None = None
 
 
@@ -532,7 +613,9 @@ class StoreResult:
     token_log_lines: int | None
 
 
-def bench_store(kind: str, args: argparse.Namespace, peer: Peer | None) -> StoreResult:
+def bench_store(
+    kind: str, args: argparse.Namespace, peer: Peer | None, ceiling: Peer | None = None
+) -> StoreResult:
     rows: list[dict[str, Any]] = []
     by_conns: dict[int, list[Round]] = {}
     token_requests = 0
@@ -575,6 +658,16 @@ def bench_store(kind: str, args: argparse.Namespace, peer: Peer | None) -> Store
                         **rec,
                     }
                     rows.append(this.peer)
+                if ceiling:
+                    rec = ceiling_load(ceiling, connections=c, duration=args.duration)
+                    this.ceiling = {
+                        "target": "ceiling (bench/ceiling.py)",
+                        "conns": c,
+                        "round": n,
+                        "paired_with": f"centrali {kind}",
+                        **rec,
+                    }
+                    rows.append(this.ceiling)
                 if record_url:
                     this.records = records_load(
                         server, account, record_url, kind, c, n, args.duration
@@ -841,6 +934,21 @@ def print_summary(
                     + " ".join(f"{r['rps']:,.0f}" for r in ours)
                     + f" -> median {_medians(ours)}{share}{failed}"
                 )
+            ceilings = [r.ceiling for r in rounds if r.ceiling]
+            if ceilings and len(ceilings) == len(rounds):
+                shares = [r.ours["rps"] / r.ceiling["rps"] for r in rounds if r.ceiling]
+                line = (
+                    f"{res.kind} @{c}: ours/ceiling per round "
+                    + " ".join(f"{x:.2f}" for x in shares)
+                    + f" -> median {statistics.median(shares):.2f} (ceiling median "
+                    f"{_medians(ceilings)})"
+                )
+                if peers and len(peers) == len(rounds):
+                    tops = [
+                        r.ceiling["rps"] / r.peer["rps"] for r in rounds if r.ceiling and r.peer
+                    ]
+                    line += f"; ceiling/peer median {statistics.median(tops):.2f}x"
+                print(line)
             records = [r.records for r in rounds if r.records]
             if records and len(records) == len(rounds):
                 ratios = [r.records["rps"] / r.ours["rps"] for r in rounds if r.records]
@@ -894,6 +1002,11 @@ def main() -> None:
     parser.add_argument("--peer", action="store_true", help="also node-oidc-provider")
     parser.add_argument("--api", action="store_true", help="also GET /records/{id}")
     parser.add_argument(
+        "--ceiling",
+        action="store_true",
+        help="also a bare sign-only app on uvicorn (bench/ceiling.py): the stack's ceiling",
+    )
+    parser.add_argument(
         "--assertions", action="store_true", help="also POST /oidc/token by private_key_jwt"
     )
     parser.add_argument(
@@ -913,9 +1026,10 @@ def main() -> None:
     rsa = rsa_sign_rate()
     results: list[StoreResult] = []
     peer_cm = peer_server(2) if args.peer else contextlib.nullcontext(None)
-    with peer_cm as peer:
+    ceiling_cm = ceiling_server(args.workers) if args.ceiling else contextlib.nullcontext(None)
+    with peer_cm as peer, ceiling_cm as ceiling:
         for kind in args.stores.split(","):
-            results.append(bench_store(kind.strip(), args, peer))
+            results.append(bench_store(kind.strip(), args, peer, ceiling))
     rows = [r for res in results for r in res.rows]
     print(
         f"\n{time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, wrk 1 thread, "
