@@ -18,10 +18,11 @@ the median of records req/s / our token req/s of the same round. Single runs on 
 machine swing by ±15 %: compare medians of pairs, not single runs.
 
 --ceiling also measures, in each round right after the peer, a bare ASGI app on uvicorn
-(bench/ceiling.py: the same workers, no access log) that only reads the form and signs an
-RS256 JWT of our claims: no lookup, no checks. No token endpoint on this stack answers more;
-the summary gives ceiling / peer (the most any server on this stack could reach against the
-peer) and ours / ceiling (the share of it our checks leave).
+(bench/ceiling.py: the same workers, asyncio loop and httptools as ours, no access log)
+that only reads the form and signs an RS256 JWT of our claims: no lookup, no checks. No
+token endpoint on this stack answers more; the summary gives ceiling / peer (the most any
+server on this stack could reach against the peer) and ours / ceiling (the share of it our
+checks leave).
 
 When openssl is on PATH, `openssl speed -multi <cores> -seconds 5 rsa2048` runs first: the
 machine's RSA-2048 signing rate, the ceiling of an RS256 token endpoint; the summary gives our
@@ -532,6 +533,8 @@ def ceiling_server(workers: int) -> Iterator[Peer]:
             str(workers),
             "--http",
             "httptools",
+            "--loop",
+            "asyncio",
             "--no-access-log",
             "--log-level",
             "warning",

@@ -1,9 +1,9 @@
 """The ceiling of an RS256 token endpoint on this stack: ``python -m bench --ceiling``.
 
-A bare ASGI app on uvicorn (httptools, the same worker count as ours, no access log) that
-does only what any RS256 token endpoint must: read the form, sign a JWT with the claims
-ours issues, answer JSON. No client lookup, no secret check, no limits, no metrics, no log.
-No server on this stack can answer more tokens per second than this one; ours / ceiling is
+A bare ASGI app on uvicorn (asyncio and httptools, as ours; the same worker count; no access
+log) that does only what any RS256 token endpoint must: read the form, sign a JWT with the
+claims ours issues, answer JSON. No client lookup, no secret check, no limits, no metrics,
+no log. No server on this stack can answer more tokens per second than this one; ours / ceiling is
 the share of it that our checks leave, ceiling / peer the most any server on it could reach
 against the peer. Never serve it: it authenticates nobody.
 
