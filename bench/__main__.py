@@ -18,7 +18,7 @@ the median of records req/s / our token req/s of the same round. Single runs on 
 machine swing by ±15 %: compare medians of pairs, not single runs.
 
 --ceiling also measures, in each round right after the peer, a bare ASGI app on uvicorn
-(bench/ceiling.py: the same workers, asyncio loop and httptools as ours, no access log)
+(bench/ceiling.py: served as ours is, the same workers, no access log)
 that only reads the form and signs an RS256 JWT of our claims: no lookup, no checks. No
 token endpoint on this stack answers more; the summary gives ceiling / peer (the most any
 server on this stack could reach against the peer) and ours / ceiling (the share of it our
@@ -525,19 +525,11 @@ def ceiling_server(workers: int) -> Iterator[Peer]:
         [
             sys.executable,
             "-m",
-            "uvicorn",
-            "bench.ceiling:app",
+            "bench.ceiling",
             "--port",
             str(port),
             "--workers",
             str(workers),
-            "--http",
-            "httptools",
-            "--loop",
-            "asyncio",
-            "--no-access-log",
-            "--log-level",
-            "warning",
         ],
         cwd=HERE.parent,
         env=env,

@@ -1,11 +1,13 @@
 """The ceiling of an RS256 token endpoint on this stack: ``python -m bench --ceiling``.
 
-A bare ASGI app on uvicorn (asyncio and httptools, as ours; the same worker count; no access
-log) that does only what any RS256 token endpoint must: read the form, sign a JWT with the
-claims ours issues, answer JSON. No client lookup, no secret check, no limits, no metrics,
-no log. No server on this stack can answer more tokens per second than this one; ours / ceiling is
-the share of it that our checks leave, ceiling / peer the most any server on it could reach
-against the peer. Never serve it: it authenticates nobody.
+A bare ASGI app served as ours is (``python -m bench.ceiling --port P --workers N``: N
+processes, each with its own ``SO_REUSEPORT`` socket, uvicorn on the asyncio loop with our
+HTTP protocol, web.http_protocol) that does only what any RS256 token endpoint must: read
+the form, sign a JWT with the claims ours issues, answer JSON. No client lookup, no secret
+check, no limits, no metrics, no log. No server on this stack can answer more tokens per
+second than this one; ours / ceiling is the share of it that our checks leave, ceiling /
+peer the most any server on it could reach against the peer. Never serve it: it
+authenticates nobody.
 
 The key comes from BENCH_CEILING_KEY (a PEM, made by the bench and shared by the workers)
 and is published at ``/oidc/jwks``, so bench/token_load.sh checks its tokens as it checks
@@ -14,9 +16,12 @@ ours.
 
 from __future__ import annotations
 
+import argparse
 import base64
 import json
+import multiprocessing
 import os
+import signal
 import time
 from typing import Any
 from urllib.parse import parse_qsl
@@ -73,3 +78,50 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         body = b'{"access_token":"%s","token_type":"Bearer","expires_in":25200}' % token
     await send({"type": "http.response.start", "status": 200, "headers": _JSON})
     await send({"type": "http.response.body", "body": body})
+
+
+def _worker(port: int) -> None:
+    import uvicorn
+
+    from centrali.web.http_protocol import GuardedHttpToolsProtocol
+    from centrali.web.supervisor import _listening_socket
+
+    sock = _listening_socket("127.0.0.1", port)
+    config = uvicorn.Config(
+        "bench.ceiling:app",
+        loop="asyncio",
+        http=GuardedHttpToolsProtocol,
+        lifespan="off",
+        access_log=False,
+        log_level="warning",
+        server_header=False,
+    )
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.ceiling")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_worker, args=(args.port,)) for _ in range(args.workers)]
+    for process in workers:
+        process.start()
+    stop = {"now": False}
+
+    def stopping(_signum: int, _frame: object) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, stopping)
+    signal.signal(signal.SIGINT, stopping)
+    while not stop["now"] and all(p.is_alive() for p in workers):
+        time.sleep(0.2)
+    for process in workers:
+        process.terminate()
+    for process in workers:
+        process.join(timeout=10)
+
+
+if __name__ == "__main__":
+    main()

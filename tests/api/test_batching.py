@@ -16,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from centrali.web.runtime import Runtime
-from tests.factories import Factory
+from tests.factories import Factory, bearer
 
 ISSUER = "http://testserver"
 
@@ -265,3 +265,65 @@ def test_a_slow_store_holds_its_waiters_not_the_event_loop(
     assert answer.status_code == 200, answer.text
     assert token_done >= 1.0
     assert others_done < 0.8, f"the event loop waited for the store ({others_done:.2f} s)"
+
+
+def test_a_bug_in_a_batch_is_a_fixed_500_and_the_batch_recovers(
+    factory: Factory, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug (not a store outage) inside each batched lookup: the token lookup, the
+    workspace API's account check, the record read. Every waiter gets the fixed 500, with
+    nothing of the exception in the answer, and once the bug is gone the same batch answers
+    again (it is not left "in flight")."""
+    factory.workspace()
+    admin = factory.admin()
+    notes = {"slug": "notes", "name": "Notes", "fields": [{"name": "text", "type": "string"}]}
+    r = client.post("/workspace/acme-corp/api/v1/structures", json=notes, headers=bearer(admin))
+    assert r.status_code == 201, r.text
+    record = {"recordSlug": "notes", "data": {"text": "kept"}}
+    r = client.post("/workspace/acme-corp/api/v1/records", json=record, headers=bearer(admin))
+    assert r.status_code == 201, r.text
+    record_url = f"/workspace/acme-corp/api/v1/records/{r.json()['id']}"
+    account = factory.service_account(admin, name="Reader")
+    token = factory.sa_token(account)
+    form = {
+        "grant_type": "client_credentials",
+        "client_id": account["clientId"],
+        "client_secret": account["clientSecret"],
+    }
+    runtime: Runtime = client.app.app.state.runtime  # type: ignore[attr-defined]
+
+    def broken(_keys: Sequence[Any]) -> Any:
+        raise RuntimeError("secret-bearing detail that must not leak")
+
+    async def ask(kind: str) -> list[httpx.Response]:
+        """Three requests at once: they share the batch's call."""
+        transport = httpx.ASGITransport(app=client.app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as http:
+            if kind == "token":
+                calls = [http.post("/oidc/token", data=form) for _ in range(3)]
+            else:
+                auth = {"Authorization": f"Bearer {token}"}
+                calls = [http.get(record_url, headers=auth) for _ in range(3)]
+            return list(await asyncio.gather(*calls))
+
+    token_500 = {"error": "server_error", "error_description": "Internal server error"}
+    api_500 = {"error": "server_error", "message": "Internal server error"}
+    assert client.portal is not None
+    for owner, name, kind, fixed in (
+        (runtime.clients, "find_clients", "token", token_500),
+        (runtime, "_service_accounts_grants", "record", api_500),
+        (runtime, "_read_records", "record", api_500),
+    ):
+        with monkeypatch.context() as patch:
+            patch.setattr(owner, name, broken)
+            answers = client.portal.call(ask, kind)
+        for answer in answers:
+            assert answer.status_code == 500, (name, answer.text)
+            assert answer.json() == fixed, name
+            assert "secret-bearing" not in answer.text
+        for answer in client.portal.call(ask, kind):
+            assert answer.status_code == 200, (name, answer.text)
+            if kind == "record":
+                assert answer.json()["data"] == {"text": "kept"}
+            else:
+                assert answer.json()["token_type"] == "Bearer"

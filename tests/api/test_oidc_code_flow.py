@@ -887,6 +887,30 @@ def test_userinfo_refusals(client: TestClient, factory: Factory) -> None:
     assert "expired" in r.json()["error_description"]
 
 
+def test_userinfo_is_in_the_openapi_document(client: TestClient) -> None:
+    """A JSON API, unlike the sign-in pages around it: both methods, the claims it answers,
+    and its RFC 6750 refusals with their challenge."""
+    document = client.get("/openapi.json").json()
+    path = document["paths"]["/oidc/userinfo"]
+    assert set(path) == {"get", "post"}
+    assert {path["get"]["operationId"], path["post"]["operationId"]} == {
+        "userinfo",
+        "userinfo_post",
+    }
+    for operation in path.values():
+        claims = operation["responses"]["200"]["content"]["application/json"]["schema"]
+        assert claims["required"] == ["sub", "email", "workspace"]
+        for code in ("400", "401", "403"):
+            refusal = operation["responses"][code]
+            assert "WWW-Authenticate" in refusal["headers"], code
+            schema = refusal["content"]["application/json"]["schema"]
+            assert schema == {"$ref": "#/components/schemas/OAuthError"}
+    assert "OAuthError" in document["components"]["schemas"]
+    # the sign-in pages around it stay out
+    assert "/oidc/authorize" not in document["paths"]
+    assert "/oidc/logout" not in document["paths"]
+
+
 # --- logout ---------------------------------------------------------------------------------------
 
 

@@ -97,6 +97,7 @@ def create_app(
     app.include_router(oidc.router)
     app.include_router(introspection_routes.router)
     app.include_router(authorize_routes.router)
+    app.include_router(authorize_routes.userinfo_router)
     app.include_router(ops.router)
     app.include_router(service_accounts.router)
     app.include_router(structures.router)

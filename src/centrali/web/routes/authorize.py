@@ -31,6 +31,7 @@ import hashlib
 import math
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
@@ -70,6 +71,8 @@ from centrali.web import sign_in_pages as pages
 from centrali.web.runtime import Runtime, get_runtime
 
 router = APIRouter(tags=["oidc"], include_in_schema=False)
+# Userinfo is a JSON API (not a sign-in page): in the OpenAPI document.
+userinfo_router = APIRouter(tags=["oidc"])
 
 SESSION_COOKIE = "centrali_session"
 CSRF_COOKIE = "centrali_csrf"
@@ -482,7 +485,57 @@ async def _userinfo_token(request: Request) -> str | JSONResponse:
     return auth.bearer_token(header)
 
 
-@router.api_route("/oidc/userinfo", methods=["GET", "POST"])
+def _bearer_refusal(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "headers": {
+            "WWW-Authenticate": {
+                "description": "Bearer challenge (RFC 6750 §3)",
+                "schema": {"type": "string"},
+            }
+        },
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OAuthError"}}},
+    }
+
+
+_USERINFO_DOC: dict[str, Any] = {
+    "summary": "Userinfo",
+    "description": (
+        "OpenID Connect Core §5.3: the claims of a user access token's holder (scope "
+        "openid). The token in the Authorization header (Bearer), or on a POST in an "
+        "application/x-www-form-urlencoded body's access_token (RFC 6750 §2.2); never in "
+        "the query."
+    ),
+    "response_class": JSONResponse,
+    "responses": {
+        200: {
+            "description": "The holder's claims",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["sub", "email", "workspace"],
+                        "properties": {
+                            "sub": {"type": "string"},
+                            "email": {"type": "string"},
+                            "workspace": {"type": "string"},
+                        },
+                    }
+                }
+            },
+        },
+        400: _bearer_refusal("invalid_request: the token in the query, or sent twice"),
+        401: _bearer_refusal(
+            "invalid_token: invalid, expired or revoked, or a service account's token; "
+            "unauthorized when no token was sent (the challenge then names no error)"
+        ),
+        403: _bearer_refusal("insufficient_scope: the token lacks scope openid"),
+    },
+}
+
+
+@userinfo_router.get("/oidc/userinfo", operation_id="userinfo", **_USERINFO_DOC)
+@userinfo_router.post("/oidc/userinfo", operation_id="userinfo_post", **_USERINFO_DOC)
 async def userinfo(request: Request) -> Response:
     """OpenID Connect Core §5.3: ``sub``, ``email``, ``workspace`` of a user access token."""
     runtime = get_runtime(request)
