@@ -905,6 +905,9 @@ def test_userinfo_is_in_the_openapi_document(client: TestClient) -> None:
             assert "WWW-Authenticate" in refusal["headers"], code
             schema = refusal["content"]["application/json"]["schema"]
             assert schema == {"$ref": "#/components/schemas/OAuthError"}
+    form = path["post"]["requestBody"]["content"]["application/x-www-form-urlencoded"]
+    assert form["schema"]["properties"] == {"access_token": {"type": "string"}}
+    assert "requestBody" not in path["get"]
     assert "OAuthError" in document["components"]["schemas"]
     # the sign-in pages around it stay out
     assert "/oidc/authorize" not in document["paths"]

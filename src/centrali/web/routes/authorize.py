@@ -524,7 +524,9 @@ _USERINFO_DOC: dict[str, Any] = {
                 }
             },
         },
-        400: _bearer_refusal("invalid_request: the token in the query, or sent twice"),
+        400: _bearer_refusal(
+            "invalid_request: the token in the query, sent twice, or a malformed form body"
+        ),
         401: _bearer_refusal(
             "invalid_token: invalid, expired or revoked, or a service account's token; "
             "unauthorized when no token was sent (the challenge then names no error)"
@@ -534,8 +536,23 @@ _USERINFO_DOC: dict[str, Any] = {
 }
 
 
+_USERINFO_FORM: dict[str, Any] = {
+    "required": False,
+    "content": {
+        FORM_CONTENT_TYPE: {
+            "schema": {"type": "object", "properties": {"access_token": {"type": "string"}}}
+        }
+    },
+}
+
+
 @userinfo_router.get("/oidc/userinfo", operation_id="userinfo", **_USERINFO_DOC)
-@userinfo_router.post("/oidc/userinfo", operation_id="userinfo_post", **_USERINFO_DOC)
+@userinfo_router.post(
+    "/oidc/userinfo",
+    operation_id="userinfo_post",
+    openapi_extra={"requestBody": _USERINFO_FORM},
+    **_USERINFO_DOC,
+)
 async def userinfo(request: Request) -> Response:
     """OpenID Connect Core §5.3: ``sub``, ``email``, ``workspace`` of a user access token."""
     runtime = get_runtime(request)
