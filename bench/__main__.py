@@ -59,7 +59,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -221,16 +221,36 @@ def serve(
             httpx.get(f"{url}/.well-known/openid-configuration", timeout=5)
         yield server
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_group(process)
         log_file.close()
         server.token_log_lines = count_token_lines(log_path)
         shutil.rmtree(log_dir, ignore_errors=True)
+
+
+def stop_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to a server started in its own session (its workers too), SIGKILL after 20 s."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def wait_until_up(
+    process: subprocess.Popen[bytes], url: str, timeout: float, why: Callable[[], str]
+) -> None:
+    """Until ``url`` answers; RuntimeError(why()) if the process exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            httpx.get(url, timeout=2)
+            return
+        except httpx.HTTPError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(why()) from None
+            time.sleep(0.3)
 
 
 def count_token_lines(path: Path) -> int:
@@ -486,25 +506,11 @@ def peer_server(workers: int) -> Iterator[Peer | None]:
     url = f"http://127.0.0.1:{port}"
     try:
         # the first start runs npm ci: give it time
-        deadline = time.monotonic() + 600
-        while True:
-            try:
-                httpx.get(f"{url}/oidc/jwks", timeout=2)
-                break
-            except httpx.HTTPError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"peer did not start: {_tail(out)}") from None
-                time.sleep(0.5)
+        wait_until_up(process, f"{url}/oidc/jwks", 600, lambda: f"peer did not start: {_tail(out)}")
         log(f"node-oidc-provider serving at {url} with {workers} worker(s)")
         yield Peer(url, process.pid, workers)
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_group(process)
         out.unlink(missing_ok=True)
 
 
@@ -539,27 +545,13 @@ def ceiling_server(workers: int) -> Iterator[Peer]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"{url}/oidc/jwks", timeout=2)
-                break
-            except httpx.HTTPError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("bench/ceiling.py did not start") from None
-                time.sleep(0.3)
+        wait_until_up(process, f"{url}/oidc/jwks", 60, lambda: "bench/ceiling.py did not start")
         for _ in range(workers * 4):
             httpx.get(f"{url}/oidc/jwks", timeout=5)
         log(f"ceiling (bench/ceiling.py) serving at {url} with {workers} worker(s)")
         yield Peer(url, process.pid, workers)
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_group(process)
 
 
 def ceiling_load(ceiling: Peer, *, connections: int, duration: int) -> dict[str, Any]:

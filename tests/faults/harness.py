@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -452,3 +453,55 @@ def serving(env: Mapping[str, str], log: Path, extra: tuple[str, ...] = ()) -> I
             stop(server)
         return
     pytest.fail("centrali serve found no free port in 3 attempts")
+
+
+# --- a flood of requests, killed midway -------------------------------------------------------
+
+
+class Stopped(Exception):
+    """This thread sends no more: the server is gone, or an answer was wrong (recorded)."""
+
+
+class Lost(Stopped):
+    """The request was sent and its answer never came: it may or may not have committed."""
+
+
+@dataclass
+class Flood:
+    """The round's shared bookkeeping: answers so far, and anything unexpected."""
+
+    answered: int = 0
+    lost: int = 0  # sent, but the answer never came
+    refused: int = 0  # never reached a server (connection refused after the kill)
+    failures: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    progress: threading.Condition = field(init=False)
+    go: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.progress = threading.Condition(self.lock)
+
+    def count(self, outcome: str) -> None:
+        with self.progress:
+            setattr(self, outcome, getattr(self, outcome) + 1)
+            self.progress.notify_all()
+
+    def send(
+        self, http: httpx.Client, request: httpx.Request, expected: int, what: str
+    ) -> httpx.Response:
+        """The answer to ``request``, counted, when its status is ``expected``; else Stopped
+        (never sent: counted as refused; another status: recorded as a failure) or Lost
+        (sent, its answer never came: counted as lost)."""
+        try:
+            r = http.send(request)
+        except httpx.ConnectError:  # the server is gone; this one was never sent
+            self.count("refused")
+            raise Stopped() from None
+        except httpx.TransportError:
+            self.count("lost")
+            raise Lost() from None
+        if r.status_code != expected:
+            self.failures.append(f"{what}: {r.status_code} {r.text}")
+            raise Stopped()
+        self.count("answered")
+        return r

@@ -28,7 +28,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.e2e.conftest import Launch, Server
@@ -36,6 +35,9 @@ from tests.faults.harness import (
     ACCOUNT_FIELDS,
     ACCOUNTS,
     WORKSPACE,
+    Flood,
+    Lost,
+    Stopped,
     access_token,
     admin_token,
     audit_events,
@@ -92,48 +94,21 @@ class Creates:
     lost: dict[str, list[str]] = field(default_factory=dict)  # name -> groups it asked for
 
 
-@dataclass
-class Flood:
-    """The round's shared bookkeeping: answers so far, and anything unexpected."""
-
-    answered: int = 0
-    lost: int = 0  # sent, but the answer never came
-    refused: int = 0  # never reached a server (connection refused after the kill)
-    failures: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    progress: threading.Condition = field(init=False)
-    go: threading.Event = field(default_factory=threading.Event)
-
-    def __post_init__(self) -> None:
-        self.progress = threading.Condition(self.lock)
-
-    def count(self, outcome: str) -> None:
-        with self.progress:
-            setattr(self, outcome, getattr(self, outcome) + 1)
-            self.progress.notify_all()
-
-
 def rotate_chain(server: Server, user_token: str, chain: Chain, flood: Flood) -> None:
+    path = f"{ACCOUNTS}/{chain.account.id}/rotate"
     try:
         with http_client(server) as http:
             flood.go.wait(10)
             for _ in range(ROTATIONS_PER_ACCOUNT):
+                request = http.build_request("POST", path, headers=bearer(user_token))
                 try:
-                    r = http.post(
-                        f"{ACCOUNTS}/{chain.account.id}/rotate", headers=bearer(user_token)
-                    )
-                except httpx.ConnectError:  # the server is gone; this one was never sent
-                    flood.count("refused")
-                    return
-                except httpx.TransportError:
+                    r = flood.send(http, request, 200, f"rotate {chain.account.id}")
+                except Lost:
                     chain.lost = True
-                    flood.count("lost")
-                    return
-                if r.status_code != 200:
-                    flood.failures.append(f"rotate {chain.account.id}: {r.status_code} {r.text}")
                     return
                 chain.acked.append(r.json()["clientSecret"])
-                flood.count("answered")
+    except Stopped:
+        return
     except Exception as exc:  # the thread must not die silently
         flood.failures.append(f"rotate thread: {exc!r}")
 
@@ -149,20 +124,16 @@ def create_many(
                 body: dict[str, Any] = {"name": name}
                 if index % 2:
                     body["groups"] = groups
+                headers = bearer(user_token)
+                request = http.build_request("POST", ACCOUNTS, headers=headers, json=body)
                 try:
-                    r = http.post(ACCOUNTS, headers=bearer(user_token), json=body)
-                except httpx.ConnectError:
-                    flood.count("refused")
-                    return
-                except httpx.TransportError:
+                    r = flood.send(http, request, 201, f"create {name}")
+                except Lost:
                     creates.lost[name] = groups
-                    flood.count("lost")
-                    return
-                if r.status_code != 201:
-                    flood.failures.append(f"create {name}: {r.status_code} {r.text}")
                     return
                 creates.acked.append((r.json(), groups))
-                flood.count("answered")
+    except Stopped:
+        return
     except Exception as exc:
         flood.failures.append(f"create thread: {exc!r}")
 

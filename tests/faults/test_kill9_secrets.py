@@ -44,6 +44,9 @@ import pytest
 from tests.e2e.conftest import Launch, Server
 from tests.faults.harness import (
     ACCOUNTS,
+    Flood,
+    Lost,
+    Stopped,
     admin_token,
     audit_events,
     bearer,
@@ -99,27 +102,6 @@ class Chain:
     lost_delete: int | None = None  # the secret whose delete was sent, its answer lost
 
 
-@dataclass
-class Flood:
-    """The round's shared bookkeeping: answers so far, and anything unexpected."""
-
-    answered: int = 0
-    lost: int = 0  # sent, but the answer never came
-    refused: int = 0  # never reached a server (connection refused after the kill)
-    failures: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    progress: threading.Condition = field(init=False)
-    go: threading.Event = field(default_factory=threading.Event)
-
-    def __post_init__(self) -> None:
-        self.progress = threading.Condition(self.lock)
-
-    def count(self, outcome: str) -> None:
-        with self.progress:
-            setattr(self, outcome, getattr(self, outcome) + 1)
-            self.progress.notify_all()
-
-
 def run_chain(server: Server, user_token: str, chain: Chain, flood: Flood) -> None:
     account = chain.account
     path = secrets_path(account.id)
@@ -129,38 +111,33 @@ def run_chain(server: Server, user_token: str, chain: Chain, flood: Flood) -> No
             flood.go.wait(10)
             for _ in range(PAIRS_PER_ACCOUNT):
                 try:
-                    r = http.post(path, headers=bearer(user_token), json={})
-                except httpx.ConnectError:  # the server is gone; this one was never sent
-                    flood.count("refused")
-                    return
-                except httpx.TransportError:
+                    r = flood.send(
+                        http,
+                        http.build_request("POST", path, headers=bearer(user_token), json={}),
+                        201,
+                        f"add to {account.id}",
+                    )
+                except Lost:
                     chain.lost_add = True
-                    flood.count("lost")
-                    return
-                if r.status_code != 201:
-                    flood.failures.append(f"add to {account.id}: {r.status_code} {r.text}")
                     return
                 body = r.json()
                 chain.added.append((body["id"], body["clientSecret"]))
-                flood.count("answered")
-
                 try:
-                    r = http.delete(f"{path}/{previous}", headers=bearer(user_token))
-                except httpx.ConnectError:
-                    flood.count("refused")
-                    return
-                except httpx.TransportError:
-                    chain.lost_delete = previous
-                    flood.count("lost")
-                    return
-                if r.status_code != 204:
-                    flood.failures.append(
-                        f"delete {previous} of {account.id}: {r.status_code} {r.text}"
+                    flood.send(
+                        http,
+                        http.build_request(
+                            "DELETE", f"{path}/{previous}", headers=bearer(user_token)
+                        ),
+                        204,
+                        f"delete {previous} of {account.id}",
                     )
+                except Lost:
+                    chain.lost_delete = previous
                     return
                 chain.deleted.append(previous)
-                flood.count("answered")
                 previous = body["id"]
+    except Stopped:
+        return
     except Exception as exc:  # the thread must not die silently
         flood.failures.append(f"chain thread: {exc!r}")
 

@@ -52,20 +52,32 @@ class JsonFormatter(logging.Formatter):
         return f"{cached[1]}.{int((created - second) * 1000):03d}Z"
 
     def format(self, record: logging.LogRecord) -> str:
+        extra = {
+            key: value
+            for key, value in record.__dict__.items()
+            if key not in _STANDARD and not key.startswith("_")
+        }
+        if record.exc_info:
+            extra["exception"] = self.formatException(record.exc_info)
+        return self.line(
+            record.created, record.levelname.lower(), record.name, record.getMessage(), extra
+        )
+
+    def line(
+        self, created: float, level: str, logger: str, message: str, extra: dict[str, Any]
+    ) -> str:
+        """The JSON line of a record with these fields (also logs.log_access's, which has
+        no LogRecord)."""
         line: dict[str, Any] = {
-            "time": self._time(record.created),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
+            "time": self._time(created),
+            "level": level,
+            "logger": logger,
+            "message": message,
         }
         rid = request_id.get()
         if rid != "-":
             line["requestId"] = rid
-        for key, value in record.__dict__.items():
-            if key not in _STANDARD and not key.startswith("_"):
-                line[key] = value
-        if record.exc_info:
-            line["exception"] = self.formatException(record.exc_info)
+        line.update(extra)
         return json.dumps(line, default=str, ensure_ascii=False)
 
 
@@ -116,15 +128,7 @@ class BufferedStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
             super().emit(record)  # line by line
             return
         try:
-            line = (self.format(record) + self.terminator).encode("utf-8", "backslashreplace")
-            self._waiting.append(line)
-            self._waiting_size += len(line)
-            if (
-                record.levelno >= logging.WARNING
-                or self._waiting_size >= self._MAX_WAITING
-                or self._stop.is_set()
-            ):
-                self._write_waiting()
+            self._add(self.format(record), urgent=record.levelno >= logging.WARNING)
         except RecursionError:
             raise
         except Exception:
@@ -139,12 +143,17 @@ class BufferedStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     def write_info_line(self, line: str) -> None:
         """A formatted info line, as ``emit`` would have written it (logs.log_access)."""
-        data = (line + self.terminator).encode("utf-8", "backslashreplace")
         with self.lock:  # type: ignore[union-attr]
-            self._waiting.append(data)
-            self._waiting_size += len(data)
-            if self._waiting_size >= self._MAX_WAITING or self._stop.is_set():
-                self._write_waiting()
+            self._add(line, urgent=False)
+
+    def _add(self, line: str, *, urgent: bool) -> None:
+        """Queue one line; write what waits now if it is ``urgent`` (WARNING or worse), too
+        much, or logging is shutting down. The caller holds the handler's lock."""
+        data = (line + self.terminator).encode("utf-8", "backslashreplace")
+        self._waiting.append(data)
+        self._waiting_size += len(data)
+        if urgent or self._waiting_size >= self._MAX_WAITING or self._stop.is_set():
+            self._write_waiting()
 
     def _write_waiting(self) -> None:
         """Write what waits, in order, in writes of whole lines up to _CHUNK bytes (a longer
@@ -203,17 +212,8 @@ def log_access(method: str, path: str, status: int, duration_ms: float, client: 
         return
     formatter = handler.formatter
     assert isinstance(formatter, JsonFormatter)
-    line: dict[str, Any] = {
-        "time": formatter._time(time.time()),
-        "level": "info",
-        "logger": _ACCESS.name,
-        "message": f"{method} {path} {status:d}",
-    }
-    rid = request_id.get()
-    if rid != "-":
-        line["requestId"] = rid
-    line.update(extra)
-    handler.write_info_line(json.dumps(line, default=str, ensure_ascii=False))
+    message = f"{method} {path} {status:d}"
+    handler.write_info_line(formatter.line(time.time(), "info", _ACCESS.name, message, extra))
 
 
 def _direct_json_handler() -> BufferedStderrHandler | None:
